@@ -1,0 +1,227 @@
+// Package cluster owns the Raft node: log and stable store (raft-boltdb),
+// snapshots, the transport, bootstrap and leadership. It knows nothing about
+// mail: it applies opaque commands to the raft.FSM it is given.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+var (
+	// ErrNotLeader: this node cannot commit writes now; clients should retry
+	// (SMTP 451 4.3.0, IMAP NO [UNAVAILABLE]).
+	ErrNotLeader = errors.New("this node is not the leader")
+	// ErrUnavailable: the write could not be committed (lost leadership,
+	// shutting down, timed out); its outcome may be unknown to the caller.
+	ErrUnavailable = errors.New("cluster unavailable")
+)
+
+// Config configures a Raft node.
+type Config struct {
+	NodeID string
+	Dir    string // raft.db, snapshots/
+	// BindAddr is the cluster address (HOST:PORT). Empty runs a single node
+	// on an in-process transport: a cluster of one voter, same code path.
+	BindAddr string
+	Logger   *slog.Logger
+	// ApplyTimeout bounds one write (default 10 s).
+	ApplyTimeout time.Duration
+	// SnapshotThreshold: log entries between snapshots (default 8192).
+	SnapshotThreshold uint64
+}
+
+// Node is a running Raft member.
+type Node struct {
+	cfg       Config
+	raft      *raft.Raft
+	logStore  *raftboltdb.BoltStore
+	transport raft.Transport
+	closer    io.Closer
+	log       *slog.Logger
+}
+
+// Open starts Raft over fsm. A data folder with no Raft state bootstraps a
+// new single-voter cluster.
+func Open(cfg Config, fsm raft.FSM) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.NodeID == "" {
+		return nil, errors.New("cluster: empty node id")
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("cluster: create %s: %w", cfg.Dir, err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	// Group commit: concurrent Applies are batched into one log write and one
+	// FSM transaction (DESIGN §1).
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	// The FSM is persistent and skips entries it already holds, so the
+	// snapshot need not be restored into it at every start.
+	rc.NoSnapshotRestoreOnStart = true
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	rc.SnapshotInterval = 2 * time.Minute
+	if cfg.BindAddr == "" {
+		// One voter: elections need not wait for anyone.
+		rc.HeartbeatTimeout = 200 * time.Millisecond
+		rc.ElectionTimeout = 200 * time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+	}
+
+	logStore, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.Dir, "snapshots"), 2, rc.Logger)
+	if err != nil {
+		logStore.Close()
+		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
+	}
+	n := &Node{cfg: cfg, logStore: logStore, log: cfg.Logger}
+	var addr raft.ServerAddress
+	if cfg.BindAddr == "" {
+		var t *raft.InmemTransport
+		addr, t = raft.NewInmemTransport(raft.ServerAddress("local:" + cfg.NodeID))
+		n.transport, n.closer = t, t
+	} else {
+		t, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, nil, 3, 10*time.Second, rc.Logger)
+		if err != nil {
+			logStore.Close()
+			return nil, fmt.Errorf("cluster: listen on %s: %w", cfg.BindAddr, err)
+		}
+		addr = t.LocalAddr()
+		n.transport, n.closer = t, t
+	}
+
+	has, err := raft.HasExistingState(logStore, logStore, snaps)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("cluster: inspect state: %w", err)
+	}
+	if !has {
+		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}}}
+		if err := raft.BootstrapCluster(rc, logStore, logStore, snaps, n.transport, boot); err != nil {
+			n.closeStores()
+			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
+		}
+		cfg.Logger.Info("bootstrapped a new cluster", "node", cfg.NodeID, "addr", addr)
+	}
+	r, err := raft.NewRaft(rc, fsm, logStore, logStore, snaps, n.transport)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raft = r
+	return n, nil
+}
+
+func (n *Node) closeStores() {
+	if n.closer != nil {
+		n.closer.Close()
+	}
+	n.logStore.Close()
+}
+
+// WaitLeader blocks until some node leads (on one node: this one).
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: no leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// IsLeader reports whether this node leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Apply commits cmd through the log and returns the FSM's response once it
+// is applied on this node.
+func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < timeout {
+			timeout = d
+		}
+	}
+	if timeout <= 0 {
+		return nil, fmt.Errorf("apply: %w", context.DeadlineExceeded)
+	}
+	f := n.raft.Apply(cmd, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, ErrNotLeader
+		default:
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
+	return f.Response(), nil
+}
+
+// Status is a summary for the status command and pages.
+type Status struct {
+	NodeID       string `json:"node_id"`
+	State        string `json:"state"`
+	Leader       string `json:"leader"`
+	LeaderID     string `json:"leader_id"`
+	Term         uint64 `json:"term"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	LastLogIndex uint64 `json:"last_log_index"`
+	Voters       int    `json:"voters"`
+}
+
+// Status reports Raft's view of this node.
+func (n *Node) Status() Status {
+	addr, id := n.raft.LeaderWithID()
+	st := Status{NodeID: n.cfg.NodeID, State: n.raft.State().String(), Leader: string(addr), LeaderID: string(id),
+		CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(), LastLogIndex: n.raft.LastIndex()}
+	stats := n.raft.Stats()
+	fmt.Sscan(stats["term"], &st.Term)
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				st.Voters++
+			}
+		}
+	}
+	return st
+}
+
+// Snapshot forces a snapshot now (tests, admin).
+func (n *Node) Snapshot() error {
+	return n.raft.Snapshot().Error()
+}
+
+// Close shuts Raft down and closes the stores.
+func (n *Node) Close() error {
+	err := n.raft.Shutdown().Error()
+	n.closeStores()
+	return err
+}

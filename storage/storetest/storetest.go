@@ -1,0 +1,97 @@
+// Package storetest starts a real single-node Raft store for tests of the
+// packages built on storage.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tandemmail/tandem/cluster"
+	"github.com/tandemmail/tandem/storage"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Env is a running store with its parts, for tests that restart or snapshot.
+type Env struct {
+	Dir   string
+	FSM   *storage.FSM
+	Blobs *storage.BlobStore
+	Raft  *cluster.Node
+	Store *storage.Store
+}
+
+// Open starts (or restarts) a store in dir.
+func Open(tb testing.TB, dir string) *Env {
+	tb.Helper()
+	log := slog.New(slog.DiscardHandler)
+	fsm, err := storage.OpenFSM(filepath.Join(dir, "state.db"), log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	blobs, err := storage.OpenBlobStore(filepath.Join(dir, "blobs"), log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	node, err := cluster.Open(cluster.Config{NodeID: "test", Dir: filepath.Join(dir, "raft"), Logger: log}, fsm)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := node.WaitLeader(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	for !node.IsLeader() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := storage.NewStore(storage.StoreConfig{FSM: fsm, Blobs: blobs, Raft: node, Logger: log, BcryptCost: bcrypt.MinCost})
+	return &Env{Dir: dir, FSM: fsm, Blobs: blobs, Raft: node, Store: st}
+}
+
+// Close stops the store (as a clean shutdown).
+func (e *Env) Close() {
+	e.Store.Close()
+	e.Raft.Close()
+	e.FSM.Close()
+}
+
+// New starts a store in a temporary folder, closed when the test ends.
+func New(tb testing.TB) *storage.Store {
+	tb.Helper()
+	e := Open(tb, tb.TempDir())
+	tb.Cleanup(e.Close)
+	return e.Store
+}
+
+// AddAccount creates the address's domain if needed and the account.
+func AddAccount(tb testing.TB, s *storage.Store, addr, password string) storage.Account {
+	tb.Helper()
+	ctx := context.Background()
+	_, dom, ok := cut(addr)
+	if !ok {
+		tb.Fatalf("bad address %q", addr)
+	}
+	if !s.HasDomain(dom) {
+		if err := s.AddDomain(ctx, dom); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	a, err := s.AddAccount(ctx, storage.NewAccount{Address: addr, Password: password})
+	if err != nil {
+		tb.Fatal(fmt.Errorf("add account %s: %w", addr, err))
+	}
+	return a
+}
+
+func cut(addr string) (string, string, bool) {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == '@' {
+			return addr[:i], addr[i+1:], true
+		}
+	}
+	return "", "", false
+}
