@@ -68,7 +68,12 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	level := hclog.Warn
+	if cfg.BindAddr == "" {
+		// A cluster of one elects itself at every start; that is not news.
+		level = hclog.Error
+	}
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: level, Output: os.Stderr})
 	// Group commit: concurrent Applies are batched into one log write and one
 	// FSM transaction (DESIGN §1).
 	rc.BatchApplyCh = true

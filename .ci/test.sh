@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (Debian packages), runs
+# every Go test (integration tests start real nodes and talk to them with
+# Python's smtplib/imaplib/poplib, curl and swaks), then runs each fuzz
+# target briefly. Run it as root on Debian 12 with Go: bash .ci/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZTIME="${FUZZTIME:-10s}"
+
+need=()
+command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+command -v swaks >/dev/null || need+=(swaks)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing ${need[*]}: run as root, or install them with apt-get" >&2
+    exit 1
+  fi
+  echo "== installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+go test -count=1 -timeout 20m ./... 2>&1 | tee /tmp/tandem-go-test.log
+status=${PIPESTATUS[0]}
+if [ "$status" != 0 ]; then
+  echo "go test failed" >&2
+  exit "$status"
+fi
+
+echo "== fuzz targets, $FUZZTIME each"
+fuzz_pass=0
+fuzz_fail=0
+for pkg in $(go list ./...); do
+  for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
+    echo "-- $pkg $target"
+    if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/tandem-fuzz.log 2>&1; then
+      fuzz_pass=$((fuzz_pass + 1))
+    else
+      cat /tmp/tandem-fuzz.log
+      fuzz_fail=$((fuzz_fail + 1))
+    fi
+  done
+done
+echo "fuzz: $fuzz_pass passed, $fuzz_fail failed"
+[ "$fuzz_fail" = 0 ]

@@ -1,0 +1,59 @@
+package node
+
+import (
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Config is the node-local configuration (DESIGN §7): where data lives and
+// what to listen on. Everything cluster-wide is replicated state instead.
+type Config struct {
+	DataDir  string
+	NodeID   string // default: kept in DataDir/node-id, first set from the hostname
+	Hostname string // name in greetings and the certificate; default: the host's name
+	Domain   string // first domain on a fresh node; default: derived from the hostname
+
+	// Listen addresses; "" turns the listener off.
+	SMTPAddr        string
+	SubmissionAddr  string
+	SubmissionsAddr string
+	IMAPAddr        string
+	IMAPSAddr       string
+	POP3Addr        string
+	POP3SAddr       string
+	HTTPAddr        string
+
+	// ClusterAddr is the Raft address; "" runs a single node in-process.
+	ClusterAddr string
+
+	// AllowInsecureAuth permits passwords over plaintext connections (for
+	// tests and trusted loopback set-ups only).
+	AllowInsecureAuth bool
+	MaxMessageBytes   int64
+
+	Logger *slog.Logger
+	// Out receives the first-start notice (admin login); default stdout.
+	Out io.Writer
+	// BcryptCost for password hashing (0: default); tests lower it.
+	BcryptCost int
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration
+}
+
+// Defaults fills unset fields with the embedded defaults (SPEC M1).
+func Defaults() Config {
+	return Config{
+		DataDir:         "tandem-data",
+		SMTPAddr:        ":25",
+		SubmissionAddr:  ":587",
+		SubmissionsAddr: ":465",
+		IMAPAddr:        ":143",
+		IMAPSAddr:       ":993",
+		POP3Addr:        ":110",
+		POP3SAddr:       ":995",
+		HTTPAddr:        ":8080",
+		MaxMessageBytes: 50 << 20,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
