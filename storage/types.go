@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -83,6 +84,14 @@ func mailboxFromRec(r mailboxRec) Mailbox {
 // Quoted local parts and source routes are refused: they are how open
 // relays get tricked (RELIABILITY #15).
 func NormalizeAddress(addr string) (string, error) {
+	if !utf8.ValidString(addr) {
+		return "", fmt.Errorf("address is not valid UTF-8: %w", ErrBadAddress)
+	}
+	for _, r := range addr {
+		if unicode.IsControl(r) {
+			return "", fmt.Errorf("address %q: control character: %w", truncate(addr, 80), ErrBadAddress)
+		}
+	}
 	addr = strings.ToLower(strings.TrimSpace(addr))
 	local, domain, ok := strings.Cut(addr, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
