@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,6 +40,15 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// SnapshotThreshold: log entries between snapshots (default 8192).
 	SnapshotThreshold uint64
+	// Advertise is the address peers dial (default: BindAddr's bound address).
+	Advertise string
+	// Secret authenticates cluster connections (required with BindAddr).
+	Secret []byte
+	// Join is a member's cluster address; a node with no Raft state and a
+	// Join address waits to be added instead of bootstrapping a new cluster.
+	Join string
+	// NonVoter joins without a vote.
+	NonVoter bool
 }
 
 // Node is a running Raft member.
@@ -48,6 +58,7 @@ type Node struct {
 	logStore  *raftboltdb.BoltStore
 	transport raft.Transport
 	closer    io.Closer
+	mux       *Mux
 	log       *slog.Logger
 }
 
@@ -108,13 +119,34 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		addr, t = raft.NewInmemTransport(raft.ServerAddress("local:" + cfg.NodeID))
 		n.transport, n.closer = t, t
 	} else {
-		t, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, nil, 3, 10*time.Second, rc.Logger)
+		mux, err := NewMux(cfg.BindAddr, cfg.Secret, cfg.Logger)
 		if err != nil {
 			logStore.Close()
-			return nil, fmt.Errorf("cluster: listen on %s: %w", cfg.BindAddr, err)
+			return nil, err
 		}
+		var adv net.Addr = mux.Addr()
+		if cfg.Advertise != "" {
+			a, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+			if err != nil {
+				mux.Close()
+				logStore.Close()
+				return nil, fmt.Errorf("cluster: advertise address %q: %w", cfg.Advertise, err)
+			}
+			adv = a
+		} else if tcp, ok := adv.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+			mux.Close()
+			logStore.Close()
+			return nil, fmt.Errorf("cluster: %s listens on all addresses; say which one peers dial with --cluster-advertise", cfg.BindAddr)
+		}
+		n.mux = mux
+		stream := newStreamLayer(mux, adv)
+		t := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 3,
+			Timeout: 10 * time.Second, Logger: rc.Logger})
 		addr = t.LocalAddr()
-		n.transport, n.closer = t, t
+		n.transport = t
+		n.closer = closers{t, mux}
+		mux.Handle(ChanRPC, n.serveRPC)
+		go mux.Serve()
 	}
 
 	has, err := raft.HasExistingState(logStore, logStore, snaps)
@@ -122,7 +154,7 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		n.closeStores()
 		return nil, fmt.Errorf("cluster: inspect state: %w", err)
 	}
-	if !has {
+	if !has && cfg.Join == "" {
 		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}}}
 		if err := raft.BootstrapCluster(rc, logStore, logStore, snaps, n.transport, boot); err != nil {
 			n.closeStores()
@@ -136,8 +168,58 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	if has {
+		go n.updateOwnAddress(addr)
+	}
 	return n, nil
 }
+
+// updateOwnAddress fixes this node's address in the Raft configuration when
+// it changed since the last start (e.g. a single node that now listens on a
+// cluster address): AddVoter with a known ID updates the address.
+func (n *Node) updateOwnAddress(addr raft.ServerAddress) {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID != raft.ServerID(n.cfg.NodeID) || s.Address == addr {
+			continue
+		}
+		for i := 0; i < 300; i++ {
+			if n.raft.State() == raft.Leader {
+				if err := n.raft.AddVoter(s.ID, addr, 0, 10*time.Second).Error(); err == nil {
+					n.log.Info("updated own cluster address", "old", s.Address, "new", addr)
+				}
+				return
+			}
+			if n.raft.State() == raft.Shutdown {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var errs []error
+	for _, c := range cs {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Mux is the node's cluster connection multiplexer (nil on an in-process
+// single node); other parts register their channels on it.
+func (n *Node) Mux() *Mux { return n.mux }
+
+// Raft exposes the raft node to the parts of the system that need
+// leadership events (VIP, client routing).
+func (n *Node) Raft() *raft.Raft { return n.raft }
 
 func (n *Node) closeStores() {
 	if n.closer != nil {

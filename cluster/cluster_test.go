@@ -1,0 +1,165 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// sumFSM adds up uint64 commands: enough to see every node apply the same
+// log.
+type sumFSM struct {
+	mu  sync.Mutex
+	sum uint64
+	n   int
+}
+
+func (f *sumFSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sum += binary.BigEndian.Uint64(l.Data)
+	f.n++
+	return f.sum
+}
+
+func (f *sumFSM) state() (uint64, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sum, f.n
+}
+
+func (f *sumFSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &sumSnap{f.sum, f.n}, nil
+}
+
+func (f *sumFSM) Restore(rc io.ReadCloser) error {
+	var b [16]byte
+	if _, err := io.ReadFull(rc, b[:]); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.sum, f.n = binary.BigEndian.Uint64(b[:8]), int(binary.BigEndian.Uint64(b[8:]))
+	f.mu.Unlock()
+	return rc.Close()
+}
+
+type sumSnap struct {
+	sum uint64
+	n   int
+}
+
+func (s *sumSnap) Persist(sink raft.SnapshotSink) error {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], s.sum)
+	binary.BigEndian.PutUint64(b[8:], uint64(s.n))
+	sink.Write(b[:])
+	return sink.Close()
+}
+func (s *sumSnap) Release() {}
+
+func cmd(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+var testSecret = []byte("0123456789abcdef0123456789abcdef")
+
+func startNode(t *testing.T, id, join string, secret []byte) (*Node, *sumFSM) {
+	t.Helper()
+	fsm := &sumFSM{}
+	n, err := Open(Config{NodeID: id, Dir: t.TempDir(), BindAddr: "127.0.0.1:0", Secret: secret, Join: join,
+		Logger: slog.New(slog.DiscardHandler)}, fsm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, fsm
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestThreeNodesJoinReplicateFailover(t *testing.T) {
+	ctx := context.Background()
+	a, fa := startNode(t, "a", "", testSecret)
+	waitFor(t, "a leads", 10*time.Second, a.IsLeader)
+	addrA := string(a.transport.LocalAddr())
+	b, fb := startNode(t, "b", addrA, testSecret)
+	c, fc := startNode(t, "c", addrA, testSecret)
+	for _, n := range []*Node{b, c} {
+		jctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		if err := n.Join(jctx, addrA); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	for i := 1; i <= 10; i++ {
+		if _, err := a.Apply(ctx, cmd(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "followers apply", 10*time.Second, func() bool {
+		sb, _ := fb.state()
+		sc, _ := fc.state()
+		return sb == 55 && sc == 55
+	})
+	if st := a.Status(); st.Voters != 3 {
+		t.Fatalf("voters %d", st.Voters)
+	}
+	// A follower refuses writes with ErrNotLeader.
+	if _, err := b.Apply(ctx, cmd(1)); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("follower apply: %v", err)
+	}
+	// The leader dies; one of the others takes over and keeps the log.
+	a.Close()
+	waitFor(t, "new leader", 10*time.Second, func() bool { return b.IsLeader() || c.IsLeader() })
+	leader, other, fo := b, c, fc
+	if c.IsLeader() {
+		leader, other, fo = c, b, fb
+	}
+	if _, err := leader.Apply(ctx, cmd(100)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "survivor applies", 10*time.Second, func() bool { s, _ := fo.state(); return s == 155 })
+	_ = fa
+	leader.Close()
+	other.Close()
+}
+
+func TestStrangerCannotJoin(t *testing.T) {
+	a, _ := startNode(t, "a", "", testSecret)
+	defer a.Close()
+	waitFor(t, "a leads", 10*time.Second, a.IsLeader)
+	x, _ := startNode(t, "x", string(a.transport.LocalAddr()), []byte("another-secret-of-32-bytes-long!"))
+	defer x.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := x.Join(ctx, string(a.transport.LocalAddr()))
+	if err == nil || !strings.Contains(err.Error(), "secret") {
+		t.Fatalf("stranger join: %v", err)
+	}
+	if st := a.Status(); st.Voters != 1 {
+		t.Fatalf("voters %d after stranger", st.Voters)
+	}
+}

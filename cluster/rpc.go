@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// rpcRequest is one call on the RPC channel (JSON, one request and one
+// answer per connection: these are rare administrative calls).
+type rpcRequest struct {
+	Op   string `json:"op"` // join, remove, status
+	ID   string `json:"id,omitempty"`
+	Addr string `json:"addr,omitempty"`
+	// Voter false joins as a non-voter (catching up before it counts).
+	Voter bool `json:"voter,omitempty"`
+}
+
+type rpcResponse struct {
+	Error  string  `json:"error,omitempty"`
+	Leader string  `json:"leader,omitempty"` // where to retry when this node does not lead
+	Status *Status `json:"status,omitempty"`
+}
+
+var errRedirect = errors.New("not the leader")
+
+func (n *Node) serveRPC(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	var req rpcRequest
+	if err := json.NewDecoder(c).Decode(&req); err != nil {
+		json.NewEncoder(c).Encode(rpcResponse{Error: "bad request: " + err.Error()})
+		return
+	}
+	json.NewEncoder(c).Encode(n.handleRPC(req))
+}
+
+func (n *Node) handleRPC(req rpcRequest) rpcResponse {
+	if req.Op == "status" {
+		st := n.Status()
+		return rpcResponse{Status: &st}
+	}
+	if n.raft.State() != raft.Leader {
+		addr, _ := n.raft.LeaderWithID()
+		return rpcResponse{Error: errRedirect.Error(), Leader: string(addr)}
+	}
+	switch req.Op {
+	case "join":
+		if req.ID == "" || req.Addr == "" {
+			return rpcResponse{Error: "join needs id and addr"}
+		}
+		var f raft.IndexFuture
+		if req.Voter {
+			f = n.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, 30*time.Second)
+		} else {
+			f = n.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, 30*time.Second)
+		}
+		if err := f.Error(); err != nil {
+			return rpcResponse{Error: fmt.Sprintf("add %s: %v", req.ID, err)}
+		}
+		n.log.Info("node joined the cluster", "peer", req.ID, "addr", req.Addr, "voter", req.Voter)
+		return rpcResponse{}
+	case "remove":
+		if err := n.raft.RemoveServer(raft.ServerID(req.ID), 0, 30*time.Second).Error(); err != nil {
+			return rpcResponse{Error: fmt.Sprintf("remove %s: %v", req.ID, err)}
+		}
+		n.log.Info("node removed from the cluster", "peer", req.ID)
+		return rpcResponse{}
+	default:
+		return rpcResponse{Error: fmt.Sprintf("unknown op %q", req.Op)}
+	}
+}
+
+// call sends one RPC to addr, following redirects to the leader.
+func (n *Node) call(ctx context.Context, addr string, req rpcRequest) (rpcResponse, error) {
+	for hops := 0; hops < 5; hops++ {
+		c, err := n.mux.Dial(ctx, addr, ChanRPC)
+		if err != nil {
+			return rpcResponse{}, err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			c.SetDeadline(dl)
+		}
+		var resp rpcResponse
+		err = json.NewEncoder(c).Encode(req)
+		if err == nil {
+			err = json.NewDecoder(c).Decode(&resp)
+		}
+		c.Close()
+		if err != nil {
+			return resp, fmt.Errorf("rpc %s to %s: %w", req.Op, addr, err)
+		}
+		if resp.Error == errRedirect.Error() {
+			if resp.Leader == "" {
+				return resp, fmt.Errorf("rpc %s: %s has no leader yet", req.Op, addr)
+			}
+			addr = resp.Leader
+			continue
+		}
+		if resp.Error != "" {
+			return resp, errors.New(resp.Error)
+		}
+		return resp, nil
+	}
+	return rpcResponse{}, fmt.Errorf("rpc %s: too many redirects", req.Op)
+}
+
+// Join asks the cluster at addr (any member) to add this node, retrying
+// until ctx ends.
+func (n *Node) Join(ctx context.Context, addr string) error {
+	req := rpcRequest{Op: "join", ID: n.cfg.NodeID, Addr: string(n.transport.LocalAddr()), Voter: !n.cfg.NonVoter}
+	var last error
+	for {
+		if _, err := n.call(ctx, addr, req); err == nil {
+			return nil
+		} else {
+			last = err
+			n.log.Warn("join failed, retrying", "via", addr, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join via %s: %w (last error: %v)", addr, ctx.Err(), last)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Remove takes a member out of the cluster (run on any member).
+func (n *Node) Remove(ctx context.Context, id string) error {
+	if n.raft.State() == raft.Leader {
+		resp := n.handleRPC(rpcRequest{Op: "remove", ID: id})
+		if resp.Error != "" {
+			return errors.New(resp.Error)
+		}
+		return nil
+	}
+	addr, _ := n.raft.LeaderWithID()
+	if addr == "" {
+		return errors.New("remove: no leader")
+	}
+	_, err := n.call(ctx, string(addr), rpcRequest{Op: "remove", ID: id})
+	return err
+}
