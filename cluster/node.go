@@ -312,3 +312,50 @@ func (n *Node) Close() error {
 	n.closeStores()
 	return err
 }
+
+// Peer is another member of the cluster.
+type Peer struct {
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	Voter bool   `json:"voter"`
+}
+
+// Peers lists the other members from the current Raft configuration.
+func (n *Node) Peers() []Peer {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var out []Peer
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == n.cfg.NodeID {
+			continue
+		}
+		out = append(out, Peer{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out
+}
+
+// Quorum is the number of voters (this node included) that make a majority.
+func (n *Node) Quorum() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 1
+	}
+	v := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			v++
+		}
+	}
+	return v/2 + 1
+}
+
+// LeaderAddr is the current leader's cluster address ("" if none).
+func (n *Node) LeaderAddr() string {
+	addr, _ := n.raft.LeaderWithID()
+	return string(addr)
+}
+
+// NodeID is this node's ID.
+func (n *Node) NodeID() string { return n.cfg.NodeID }

@@ -13,7 +13,11 @@ func hasFlag(flags []string, f string) bool { return slices.Contains(flags, f) }
 
 func (a applier) blobRef(sha string, n uint64) error {
 	b := a.b(bktBlobs)
-	return putU64(b, []byte(sha), getU64(b, []byte(sha))+n)
+	have := getU64(b, []byte(sha))
+	if have == 0 {
+		a.ch.ref = append(a.ch.ref, sha)
+	}
+	return putU64(b, []byte(sha), have+n)
 }
 
 func (a applier) blobUnref(sha string) error {

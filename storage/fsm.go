@@ -30,6 +30,7 @@ type FSM struct {
 	hub     *watchHub
 	unrefMu sync.Mutex
 	unref   func(sha string) // called after commit for blobs whose last reference went
+	ref     func(sha string) // called after commit for blobs that gained their first reference
 }
 
 // OpenFSM opens (or creates) the state file.
@@ -88,6 +89,14 @@ func (f *FSM) OnBlobUnreferenced(fn func(sha string)) {
 	f.unrefMu.Unlock()
 }
 
+// OnBlobReferenced registers the function told about blobs that gained
+// their first reference (a follower fetches those it lacks).
+func (f *FSM) OnBlobReferenced(fn func(sha string)) {
+	f.unrefMu.Lock()
+	f.ref = fn
+	f.unrefMu.Unlock()
+}
+
 // AppliedIndex is the last Raft index reflected in the state.
 func (f *FSM) AppliedIndex() uint64 {
 	var idx uint64
@@ -108,6 +117,7 @@ func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
 type changeSet struct {
 	mailboxes map[uint64]map[uint64]struct{} // account → mailbox IDs
 	unref     []string
+	ref       []string // blobs whose first reference was added
 }
 
 func (c *changeSet) touch(accountID, mailboxID uint64) {
@@ -164,13 +174,18 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			f.hub.notify(acct, mb)
 		}
 	}
-	if len(changes.unref) > 0 {
+	if len(changes.unref) > 0 || len(changes.ref) > 0 {
 		f.unrefMu.Lock()
-		fn := f.unref
+		unref, ref := f.unref, f.ref
 		f.unrefMu.Unlock()
-		if fn != nil {
+		if unref != nil {
 			for _, sha := range changes.unref {
-				fn(sha)
+				unref(sha)
+			}
+		}
+		if ref != nil {
+			for _, sha := range changes.ref {
+				ref(sha)
 			}
 		}
 	}
@@ -355,6 +370,16 @@ func dirOf(path string) string {
 		}
 	}
 	return "."
+}
+
+// ReferencedBlobs calls fn for every blob the state references.
+func (f *FSM) ReferencedBlobs(fn func(sha string)) error {
+	return f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bktBlobs).ForEach(func(k, _ []byte) error {
+			fn(string(k))
+			return nil
+		})
+	})
 }
 
 // blobReferenced reports whether the FSM holds a reference to sha.

@@ -39,6 +39,7 @@ type Store struct {
 	done  chan struct{}
 
 	bcryptCost int
+	repl       *BlobReplicator
 }
 
 // StoreConfig configures a Store.
@@ -50,6 +51,8 @@ type StoreConfig struct {
 	// BcryptCost defaults to bcrypt.DefaultCost; tests use bcrypt.MinCost.
 	BcryptCost int
 	Now        func() time.Time
+	// Replicator copies blobs to peers; nil on a single node.
+	Replicator *BlobReplicator
 }
 
 // NewStore wires the FSM, the blob files and the Raft applier.
@@ -72,6 +75,22 @@ func NewStore(cfg StoreConfig) *Store {
 		done:    make(chan struct{}),
 	}
 	s.bcryptCost = cfg.BcryptCost
+	s.repl = cfg.Replicator
+	if s.repl != nil {
+		blobs := cfg.Blobs
+		cfg.FSM.OnBlobReferenced(func(sha string) {
+			if !blobs.Has(sha) {
+				s.repl.Want(sha)
+			}
+		})
+		// Blobs referenced while this node was away or restored from a
+		// snapshot are fetched in the background.
+		go cfg.FSM.ReferencedBlobs(func(sha string) {
+			if !blobs.Has(sha) {
+				s.repl.Want(sha)
+			}
+		})
+	}
 	cfg.FSM.OnBlobUnreferenced(func(sha string) {
 		select {
 		case s.unref <- sha:
@@ -126,6 +145,18 @@ func (s *Store) apply(ctx context.Context, t CommandType, payload any) (any, err
 		return nil, e
 	}
 	return resp, nil
+}
+
+// replicate makes a new blob durable on a quorum before the command that
+// references it is committed (DESIGN §2 step 2).
+func (s *Store) replicate(ctx context.Context, b *Blob) error {
+	if s.repl == nil {
+		return nil
+	}
+	if err := s.repl.Replicate(ctx, b.SHA, b.Size); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
 }
 
 func (s *Store) nowNanos() int64 { return s.now().UnixNano() }
@@ -710,6 +741,9 @@ func (s *Store) Deliver(ctx context.Context, b *Blob, accountIDs []uint64, inter
 	if len(accountIDs) == 0 {
 		return errors.New("deliver: no recipients")
 	}
+	if err := s.replicate(ctx, b); err != nil {
+		return err
+	}
 	targets := make([]deliverTarget, len(accountIDs))
 	for i, id := range accountIDs {
 		targets[i] = deliverTarget{AccountID: id}
@@ -743,6 +777,9 @@ func (s *Store) Append(ctx context.Context, accountID uint64, mailbox string, bo
 		return Message{}, 0, err
 	}
 	defer b.Release()
+	if err := s.replicate(ctx, b); err != nil {
+		return Message{}, 0, err
+	}
 	if date.IsZero() {
 		date = s.now()
 	}

@@ -22,11 +22,35 @@ type Env struct {
 	Blobs *storage.BlobStore
 	Raft  *cluster.Node
 	Store *storage.Store
+	Repl  *storage.BlobReplicator
 }
 
-// Open starts (or restarts) a store in dir.
+// Open starts (or restarts) a single-node store in dir.
 func Open(tb testing.TB, dir string) *Env {
 	tb.Helper()
+	return OpenNode(tb, NodeOptions{Dir: dir, ID: "test"})
+}
+
+// NodeOptions describe one member of a test cluster.
+type NodeOptions struct {
+	Dir      string
+	ID       string
+	Bind     string // cluster address; "" = in-process single node
+	Join     string
+	Secret   []byte
+	NoLeader bool // do not wait for this node to lead
+}
+
+// Secret is a cluster secret for tests.
+var Secret = []byte("storetest-cluster-secret-0123456")
+
+// OpenNode starts a store that may be part of a cluster.
+func OpenNode(tb testing.TB, o NodeOptions) *Env {
+	tb.Helper()
+	dir := o.Dir
+	if o.Secret == nil {
+		o.Secret = Secret
+	}
 	log := slog.New(slog.DiscardHandler)
 	fsm, err := storage.OpenFSM(filepath.Join(dir, "state.db"), log)
 	if err != nil {
@@ -36,24 +60,42 @@ func Open(tb testing.TB, dir string) *Env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	node, err := cluster.Open(cluster.Config{NodeID: "test", Dir: filepath.Join(dir, "raft"), Logger: log}, fsm)
+	node, err := cluster.Open(cluster.Config{NodeID: o.ID, Dir: filepath.Join(dir, "raft"), Logger: log,
+		BindAddr: o.Bind, Secret: o.Secret, Join: o.Join}, fsm)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := node.WaitLeader(ctx); err != nil {
-		tb.Fatal(err)
+	var repl *storage.BlobReplicator
+	if o.Bind != "" {
+		repl = storage.NewBlobReplicator(node, blobs, log)
 	}
-	for !node.IsLeader() {
-		time.Sleep(10 * time.Millisecond)
+	if o.Join != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := node.Join(ctx, o.Join); err != nil {
+			tb.Fatal(err)
+		}
 	}
-	st := storage.NewStore(storage.StoreConfig{FSM: fsm, Blobs: blobs, Raft: node, Logger: log, BcryptCost: bcrypt.MinCost})
-	return &Env{Dir: dir, FSM: fsm, Blobs: blobs, Raft: node, Store: st}
+	if !o.NoLeader && o.Join == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := node.WaitLeader(ctx); err != nil {
+			tb.Fatal(err)
+		}
+		for !node.IsLeader() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	st := storage.NewStore(storage.StoreConfig{FSM: fsm, Blobs: blobs, Raft: node, Logger: log,
+		BcryptCost: bcrypt.MinCost, Replicator: repl})
+	return &Env{Dir: dir, FSM: fsm, Blobs: blobs, Raft: node, Store: st, Repl: repl}
 }
 
 // Close stops the store (as a clean shutdown).
 func (e *Env) Close() {
+	if e.Repl != nil {
+		e.Repl.Close()
+	}
 	e.Store.Close()
 	e.Raft.Close()
 	e.FSM.Close()
