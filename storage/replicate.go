@@ -374,4 +374,3 @@ func (r *BlobReplicator) fetchLoop() {
 		}
 	}
 }
-

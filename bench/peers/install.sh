@@ -1,7 +1,7 @@
 #!/bin/bash
 # Install the peer mail servers used as baselines by bench/run.sh (idempotent).
 #   - Postfix + Dovecot (imapd, lmtpd) from Debian's apt archive (smtp-source comes with postfix).
-#   - maddy v0.8.1 built from the Go module proxy into $MADDY_DIR (default /var/lib/tandem-bench/bin).
+#   - maddy v0.8.1 built from the Go module proxy into $MADDY (default /var/lib/tandem-bench/bin/maddy, see env.sh).
 # Only packages are installed; nothing is started (setup scripts start the daemons on loopback).
 set -euo pipefail
 
@@ -26,8 +26,10 @@ fi
 # maddy v0.8.1. `go install github.com/foxcpp/maddy/cmd/maddy@v0.8.1` is refused because
 # maddy's go.mod has replace directives, so build it as a tool of a scratch module that
 # repeats those replace directives. Nothing of maddy is written into the repository.
-MADDY_DIR=${MADDY_DIR:-/var/lib/tandem-bench/bin}
-MADDY_BIN=$MADDY_DIR/maddy
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/env.sh"
+MADDY_DIR=$(dirname "$MADDY")
+MADDY_BIN=$MADDY
 if [ "${SKIP_MADDY:-0}" != 1 ] && ! [ -x "$MADDY_BIN" ]; then
   MOD=${TMPDIR:-/tmp}/tandem-bench-maddy-mod
   mkdir -p "$MOD" "$MADDY_DIR"
