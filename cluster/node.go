@@ -60,6 +60,7 @@ type Node struct {
 	closer    io.Closer
 	mux       *Mux
 	log       *slog.Logger
+	events    *eventLog
 }
 
 // Open starts Raft over fsm. A data folder with no Raft state bootstraps a
@@ -168,6 +169,7 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	n.watchLeadership()
 	if has {
 		go n.updateOwnAddress(addr)
 	}
@@ -308,6 +310,7 @@ func (n *Node) Snapshot() error {
 
 // Close shuts Raft down and closes the stores.
 func (n *Node) Close() error {
+	n.stopEvents()
 	err := n.raft.Shutdown().Error()
 	n.closeStores()
 	return err
@@ -359,3 +362,6 @@ func (n *Node) LeaderAddr() string {
 
 // NodeID is this node's ID.
 func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// Addr is this node's cluster address.
+func (n *Node) Addr() string { return string(n.transport.LocalAddr()) }

@@ -146,3 +146,59 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 	_, err := n.call(ctx, string(addr), rpcRequest{Op: "remove", ID: id})
 	return err
 }
+
+// TransferLeadership hands leadership to id, or to the most up-to-date
+// follower when id is empty. Only the leader can do it.
+func (n *Node) TransferLeadership(id string) error {
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	var f raft.Future
+	if id == "" {
+		f = n.raft.LeadershipTransfer()
+	} else {
+		var addr raft.ServerAddress
+		for _, p := range n.Peers() {
+			if p.ID == id {
+				addr = raft.ServerAddress(p.Addr)
+			}
+		}
+		if addr == "" {
+			return fmt.Errorf("transfer leadership: no member %q", id)
+		}
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), addr)
+	}
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("transfer leadership: %w", err)
+	}
+	return nil
+}
+
+// Leave takes this node out of the cluster (handing leadership over first
+// if it leads).
+func (n *Node) Leave(ctx context.Context) error {
+	if len(n.Peers()) == 0 {
+		return errors.New("leave: this node is the only member")
+	}
+	if n.raft.State() == raft.Leader {
+		if err := n.TransferLeadership(""); err != nil {
+			return err
+		}
+		for i := 0; i < 100 && (n.LeaderAddr() == "" || n.raft.State() == raft.Leader); i++ {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return n.Remove(ctx, n.cfg.NodeID)
+}
+
+// PeerStatus asks a member for its own view (health, applied index).
+func (n *Node) PeerStatus(ctx context.Context, addr string) (Status, error) {
+	resp, err := n.call(ctx, addr, rpcRequest{Op: "status"})
+	if err != nil {
+		return Status{}, err
+	}
+	if resp.Status == nil {
+		return Status{}, errors.New("status: empty answer")
+	}
+	return *resp.Status, nil
+}

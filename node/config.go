@@ -24,8 +24,17 @@ type Config struct {
 	POP3SAddr       string
 	HTTPAddr        string
 
-	// ClusterAddr is the Raft address; "" runs a single node in-process.
+	// ClusterAddr is the cluster listen address (Raft, blob copies, client
+	// relays share it); "" runs a single node in-process.
 	ClusterAddr string
+	// ClusterAdvertise is the address peers dial, when ClusterAddr listens
+	// on all addresses.
+	ClusterAdvertise string
+	// Join is a member's cluster address, for a new node joining a cluster.
+	Join string
+	// ClusterSecret authenticates the cluster; made at bootstrap and kept
+	// in DataDir/cluster-secret; a joining node must be given it.
+	ClusterSecret string
 
 	// AllowInsecureAuth permits passwords over plaintext connections (for
 	// tests and trusted loopback set-ups only).

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -37,11 +38,13 @@ type Node struct {
 	fsm   *storage.FSM
 	blobs *storage.BlobStore
 	raft  *cluster.Node
+	repl  *storage.BlobReplicator
 	store *storage.Store
 	tls   *tls.Config
 
 	mu        sync.Mutex
 	listeners map[string]string // service → bound address
+	routes    map[string]*routedListener
 	closers   []func() error
 	wg        sync.WaitGroup
 	stopSweep chan struct{}
@@ -153,15 +156,32 @@ func (n *Node) openStorage(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var secret []byte
+	if n.cfg.ClusterAddr != "" {
+		if secret, err = n.clusterSecret(); err != nil {
+			return err
+		}
+	}
 	n.raft, err = cluster.Open(cluster.Config{NodeID: n.cfg.NodeID, Dir: filepath.Join(n.cfg.DataDir, "raft"),
-		BindAddr: n.cfg.ClusterAddr, Logger: n.log}, n.fsm)
+		BindAddr: n.cfg.ClusterAddr, Advertise: n.cfg.ClusterAdvertise, Secret: secret, Join: n.cfg.Join,
+		Logger: n.log}, n.fsm)
 	if err != nil {
 		return err
 	}
+	if mux := n.raft.Mux(); mux != nil {
+		n.repl = storage.NewBlobReplicator(n.raft, n.blobs, n.log)
+		mux.Handle(cluster.ChanRelay, n.serveRelay)
+	}
 	n.store = storage.NewStore(storage.StoreConfig{FSM: n.fsm, Blobs: n.blobs, Raft: n.raft,
-		Logger: n.log, BcryptCost: n.cfg.BcryptCost})
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		Logger: n.log, BcryptCost: n.cfg.BcryptCost, Replicator: n.repl})
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
+	if n.cfg.Join != "" && n.raft.Status().LastLogIndex == 0 {
+		n.log.Info("joining cluster", "via", n.cfg.Join)
+		if err := n.raft.Join(wctx, n.cfg.Join); err != nil {
+			return err
+		}
+	}
 	if err := n.raft.WaitLeader(wctx); err != nil {
 		return err
 	}
@@ -177,9 +197,43 @@ func (n *Node) openStorage(ctx context.Context) error {
 	return nil
 }
 
+// clusterSecret returns the secret that authenticates cluster traffic:
+// given on the command line (joining nodes), or kept in the data folder,
+// or made now for a node that starts a new cluster.
+func (n *Node) clusterSecret() ([]byte, error) {
+	p := filepath.Join(n.cfg.DataDir, "cluster-secret")
+	if n.cfg.ClusterSecret != "" {
+		if len(n.cfg.ClusterSecret) < 16 {
+			return nil, errors.New("--cluster-secret: at least 16 characters")
+		}
+		if err := writeFileSync(p, []byte(n.cfg.ClusterSecret+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		return []byte(n.cfg.ClusterSecret), nil
+	}
+	if b, err := os.ReadFile(p); err == nil {
+		return []byte(strings.TrimSpace(string(b))), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if n.cfg.Join != "" {
+		return nil, errors.New("joining a cluster needs its secret: --cluster-secret (see 'tandem cluster status' on a member)")
+	}
+	raw := make([]byte, 24)
+	rand.Read(raw)
+	secret := hex.EncodeToString(raw)
+	if err := writeFileSync(p, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return []byte(secret), nil
+}
+
 // firstStart creates the first domain and admin on a fresh node and prints
 // the login once (SPEC M1).
 func (n *Node) firstStart(ctx context.Context) error {
+	if n.cfg.Join != "" || !n.raft.IsLeader() {
+		return nil // a member of an existing cluster has its state already
+	}
 	ds, err := n.store.Domains()
 	if err != nil {
 		return err
@@ -282,7 +336,11 @@ func (n *Node) startAdmin() error {
 		l.Close()
 		return fmt.Errorf("admin socket: %w", err)
 	}
-	api := webui.NewAPI(webui.APIConfig{Store: n.store, Status: func() any { return n.Status() }, Logger: n.log})
+	acfg := webui.APIConfig{Store: n.store, Status: func() any { return n.Status() }, Logger: n.log}
+	if n.raft.Mux() != nil {
+		acfg.Cluster = clusterOps{n}
+	}
+	api := webui.NewAPI(acfg)
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	n.serveHTTP("admin", srv, l)
 	return nil
@@ -336,6 +394,9 @@ func (n *Node) Close() error {
 	case <-n.stopSweep:
 	default:
 		close(n.stopSweep)
+	}
+	if n.repl != nil {
+		n.repl.Close()
 	}
 	if n.store != nil {
 		n.store.Close()

@@ -24,7 +24,9 @@ import (
 type APIConfig struct {
 	Store  *storage.Store
 	Status func() any // the node's status document
-	Logger *slog.Logger
+	// Cluster is nil on a node that runs without a cluster address.
+	Cluster ClusterOps
+	Logger  *slog.Logger
 }
 
 // API is the admin JSON API.
@@ -55,6 +57,7 @@ func NewAPI(cfg APIConfig) *API {
 	m.HandleFunc("GET /api/aliases", a.listAliases)
 	m.HandleFunc("POST /api/aliases", a.addAlias)
 	m.HandleFunc("DELETE /api/aliases/{addr}", a.delAlias)
+	a.routesCluster()
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})

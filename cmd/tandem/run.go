@@ -25,6 +25,11 @@ Commands:
   alias add ALIAS TARGET...           deliver ALIAS to TARGET(s)
   alias list [--domain D]
   alias del ALIAS
+  cluster status [--json]             members, roles, replication lag, recent failovers
+  cluster join                        print the command that adds a new box
+  cluster leave                       take this node out of the cluster
+  cluster remove ID                   take another node out
+  cluster transfer-leadership [ID]    hand leadership to another node
   version
 
 --data DIR is the data folder (default ./tandem-data); commands talk to the
@@ -84,6 +89,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.account(args)
 	case "alias":
 		err = c.alias(args)
+	case "cluster":
+		err = c.cluster(args)
 	default:
 		fmt.Fprintf(stderr, "tandem: unknown command %q\n\n%s", cmd, usage)
 		return 2
