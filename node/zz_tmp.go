@@ -1,4 +1,4 @@
 package node
 
-func (n *Node) startServices() error { return nil }
+func (n *Node) startServices() error      { return nil }
 func (n *Node) ListenerSummary() []string { return nil }
