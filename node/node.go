@@ -39,6 +39,8 @@ type Node struct {
 	blobs *storage.BlobStore
 	raft  *cluster.Node
 	repl  *storage.BlobReplicator
+
+	witnessBlobs *storage.BlobReplicator
 	store *storage.Store
 	tls   *tls.Config
 
@@ -89,6 +91,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		cfg.NodeID = id
 	}
+	if cfg.Witness && cfg.Join == "" {
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, "raft", "raft.db")); err != nil {
+			return nil, errors.New("a witness joins an existing cluster: give --join with a member's cluster address and --cluster-secret")
+		}
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), started: time.Now(),
 		listeners: map[string]string{}, stopSweep: make(chan struct{})}
 	if err := n.openStorage(ctx); err != nil {
@@ -109,7 +116,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	if err := n.startServices(); err != nil {
+	if cfg.Witness {
+		n.wg.Add(1)
+		go n.witnessLoop()
+	} else if err := n.startServices(); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -169,8 +179,14 @@ func (n *Node) openStorage(ctx context.Context) error {
 		return err
 	}
 	if mux := n.raft.Mux(); mux != nil {
-		n.repl = storage.NewBlobReplicator(n.raft, n.blobs, n.log)
-		mux.Handle(cluster.ChanRelay, n.serveRelay)
+		if n.cfg.Witness {
+			n.witnessBlobs = storage.NewWitnessBlobServer(n.raft, n.log)
+		} else {
+			n.repl = storage.NewBlobReplicator(n.raft, n.blobs, n.log)
+			mux.Handle(cluster.ChanRelay, n.serveRelay)
+		}
+	} else if n.cfg.Witness {
+		return errors.New("a witness needs --cluster-addr")
 	}
 	n.store = storage.NewStore(storage.StoreConfig{FSM: n.fsm, Blobs: n.blobs, Raft: n.raft,
 		Logger: n.log, BcryptCost: n.cfg.BcryptCost, Replicator: n.repl})
@@ -231,7 +247,7 @@ func (n *Node) clusterSecret() ([]byte, error) {
 // firstStart creates the first domain and admin on a fresh node and prints
 // the login once (SPEC M1).
 func (n *Node) firstStart(ctx context.Context) error {
-	if n.cfg.Join != "" || !n.raft.IsLeader() {
+	if n.cfg.Join != "" || n.cfg.Witness || !n.raft.IsLeader() {
 		return nil // a member of an existing cluster has its state already
 	}
 	ds, err := n.store.Domains()
@@ -361,6 +377,28 @@ func (n *Node) serveHTTP(name string, srv *http.Server, l net.Listener) {
 	})
 }
 
+// witnessLoop hands leadership to a data node whenever the witness wins an
+// election: hashicorp/raft has no "voter that never leads" (DESIGN §5).
+func (n *Node) witnessLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stopSweep:
+			return
+		case <-t.C:
+			if n.raft.IsLeader() {
+				if err := n.raft.TransferLeadership(""); err != nil {
+					n.log.Warn("witness could not hand leadership over", "err", err)
+				} else {
+					n.log.Info("witness handed leadership to a data node")
+				}
+			}
+		}
+	}
+}
+
 // sweepLoop removes blob files that no message references, hourly.
 func (n *Node) sweepLoop() {
 	defer n.wg.Done()
@@ -397,6 +435,9 @@ func (n *Node) Close() error {
 	}
 	if n.repl != nil {
 		n.repl.Close()
+	}
+	if n.witnessBlobs != nil {
+		n.witnessBlobs.Close()
 	}
 	if n.store != nil {
 		n.store.Close()

@@ -39,20 +39,36 @@ type BlobReplicator struct {
 	fetchCh chan string
 	done    chan struct{}
 	wg      sync.WaitGroup
+
+	witness bool                 // this node keeps no blobs
+	down    map[string]time.Time // peers whose last push failed, until when to skip them
 }
 
 const (
 	blobOK       = 1
 	blobNotFound = 2
 	blobFailed   = 3
+	// blobWitness: the peer is a witness that keeps no mail (DESIGN §5).
+	blobWitness = 4
 	// maxBlobSize bounds what a peer may push or announce.
 	maxBlobSize = 1 << 31
 )
 
 // NewBlobReplicator serves the blob channel and starts the fetcher.
 func NewBlobReplicator(node *cluster.Node, blobs *BlobStore, log *slog.Logger) *BlobReplicator {
-	r := &BlobReplicator{mux: node.Mux(), node: node, blobs: blobs, log: log,
-		pools: map[string]chan net.Conn{}, fetchCh: make(chan string, 65536), done: make(chan struct{})}
+	return newBlobReplicator(node, blobs, log, false)
+}
+
+// NewWitnessBlobServer answers blob pushes on a witness: it keeps no mail,
+// and says so, so the leader counts it only when a data node is down.
+func NewWitnessBlobServer(node *cluster.Node, log *slog.Logger) *BlobReplicator {
+	return newBlobReplicator(node, nil, log, true)
+}
+
+func newBlobReplicator(node *cluster.Node, blobs *BlobStore, log *slog.Logger, witness bool) *BlobReplicator {
+	r := &BlobReplicator{mux: node.Mux(), node: node, blobs: blobs, log: log, witness: witness,
+		pools: map[string]chan net.Conn{}, fetchCh: make(chan string, 65536), done: make(chan struct{}),
+		down: map[string]time.Time{}}
 	r.mux.Handle(cluster.ChanBlob, r.serve)
 	r.wg.Add(1)
 	go r.fetchLoop()
@@ -111,7 +127,10 @@ func (r *BlobReplicator) serve(c net.Conn) {
 			c.SetReadDeadline(time.Now().Add(10 * time.Minute))
 			lr := io.LimitReader(br, size)
 			var status byte = blobOK
-			if r.blobs.Has(sha) {
+			if r.witness {
+				io.Copy(io.Discard, lr)
+				status = blobWitness
+			} else if r.blobs.Has(sha) {
 				io.Copy(io.Discard, lr)
 			} else if b, err := r.blobs.PutVerified(sha, lr); err != nil {
 				r.log.Warn("blob push refused", "blob", sha, "err", err)
@@ -126,6 +145,12 @@ func (r *BlobReplicator) serve(c net.Conn) {
 				return
 			}
 		case 'F':
+			if r.witness {
+				if _, err := c.Write([]byte{blobNotFound}); err != nil {
+					return
+				}
+				continue
+			}
 			f, err := r.blobs.Open(sha)
 			if err != nil {
 				if _, err := c.Write([]byte{blobNotFound}); err != nil {
@@ -188,8 +213,13 @@ func (r *BlobReplicator) put(addr string, c net.Conn) {
 // Replicate pushes a stored blob to the followers and returns once a quorum
 // of voters, this node included, holds it fsynced. Followers that fail or
 // are slow catch up later by fetching.
+//
+// A witness keeps no mail: it answers "witness" and counts only when too
+// few data nodes are up to make the quorum (a pair with a witness keeps
+// taking mail with one data node down, DESIGN §5). A peer whose push just
+// failed is skipped for a few seconds, so a dead follower does not delay
+// every delivery by a connection timeout.
 func (r *BlobReplicator) Replicate(ctx context.Context, sha string, size int64) error {
-	peers := r.node.Peers()
 	need := r.node.Quorum() - 1
 	if need <= 0 {
 		return nil
@@ -198,46 +228,79 @@ func (r *BlobReplicator) Replicate(ctx context.Context, sha string, size int64) 
 	if err != nil || len(raw) != 32 {
 		return fmt.Errorf("replicate blob %q: bad name", sha)
 	}
-	acks := make(chan error, len(peers))
-	voters := 0
-	for _, p := range peers {
+	type result struct {
+		status byte
+		err    error
+	}
+	results := make(chan result, 16)
+	asked, skipped := 0, 0
+	now := time.Now()
+	for _, p := range r.node.Peers() {
 		if !p.Voter {
-			go r.push(ctx, p.Addr, sha, raw, size) // non-voters get it but are not waited for
+			go r.push(context.WithoutCancel(ctx), p.Addr, sha, raw, size) // non-voters are not waited for
 			continue
 		}
-		voters++
-		go func(addr string) { acks <- r.push(ctx, addr, sha, raw, size) }(p.Addr)
-	}
-	got, failed := 0, 0
-	var errs []error
-	for got < need {
-		if failed > voters-need {
-			return fmt.Errorf("replicate blob %s: only %d of %d peers have it: %w", sha[:12], got, need, errors.Join(errs...))
+		r.mu.Lock()
+		until := r.down[p.Addr]
+		r.mu.Unlock()
+		if now.Before(until) {
+			skipped++ // it fetches the blob itself when it applies the entry
+			continue
 		}
-		select {
-		case err := <-acks:
+		asked++
+		go func(addr string) {
+			st, err := r.push(ctx, addr, sha, raw, size)
+			r.mu.Lock()
 			if err != nil {
-				failed++
-				errs = append(errs, err)
+				r.down[addr] = time.Now().Add(5 * time.Second)
 			} else {
-				got++
+				delete(r.down, addr)
+			}
+			r.mu.Unlock()
+			results <- result{st, err}
+		}(p.Addr)
+	}
+	ok, witness := 0, 0
+	var errs []error
+	for i := 0; i < asked; i++ {
+		select {
+		case res := <-results:
+			switch {
+			case res.err != nil:
+				errs = append(errs, res.err)
+			case res.status == blobWitness:
+				witness++
+			default:
+				ok++
 			}
 		case <-ctx.Done():
 			return fmt.Errorf("replicate blob %s: %w", sha[:12], ctx.Err())
 		}
+		if ok >= need {
+			return nil
+		}
 	}
-	return nil
+	if ok+witness >= need && ok+witness > 0 && len(errs)+skipped > 0 {
+		r.log.Warn("blob on fewer data nodes than wanted: a data node is down", "blob", sha, "copies", ok+1)
+		return nil
+	}
+	if ok >= need {
+		return nil
+	}
+	return fmt.Errorf("replicate blob %s: %d of %d peers have it: %w", sha[:12], ok, need, errors.Join(errs...))
 }
 
-func (r *BlobReplicator) push(ctx context.Context, addr, sha string, raw []byte, size int64) error {
+func (r *BlobReplicator) push(ctx context.Context, addr, sha string, raw []byte, size int64) (byte, error) {
 	f, err := r.blobs.Open(sha)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer f.Close()
-	c, err := r.conn(ctx, addr)
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	c, err := r.conn(dctx, addr)
+	cancel()
 	if err != nil {
-		return fmt.Errorf("push %s to %s: %w", sha[:12], addr, err)
+		return 0, fmt.Errorf("push %s to %s: %w", sha[:12], addr, err)
 	}
 	dl := time.Now().Add(30 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
@@ -260,14 +323,14 @@ func (r *BlobReplicator) push(ctx context.Context, addr, sha string, raw []byte,
 	}
 	if err != nil {
 		c.Close()
-		return fmt.Errorf("push %s to %s: %w", sha[:12], addr, err)
+		return 0, fmt.Errorf("push %s to %s: %w", sha[:12], addr, err)
 	}
 	c.SetDeadline(time.Time{})
 	r.put(addr, c)
-	if status[0] != blobOK {
-		return fmt.Errorf("push %s to %s: peer could not store it", sha[:12], addr)
+	if status[0] != blobOK && status[0] != blobWitness {
+		return 0, fmt.Errorf("push %s to %s: peer could not store it", sha[:12], addr)
 	}
-	return nil
+	return status[0], nil
 }
 
 // Fetch copies a blob from the first peer that has it.

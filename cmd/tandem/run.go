@@ -14,6 +14,8 @@ Usage:
 
 Commands:
   serve                               run the server (see 'tandem serve --help')
+  witness --cluster-addr A --join B --cluster-secret S
+                                      a voter that keeps no mail: makes a pair survive the loss of one box
   status                              the node's state as JSON
   domain add|list|del NAME            hosted domains
   domain catchall NAME [TARGET]       deliver unknown addresses of NAME to TARGET ("" clears)
@@ -60,7 +62,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
-	if dataDir != "" && (cmd == "" || cmd == "serve") {
+	if dataDir != "" && (cmd == "" || cmd == "serve" || cmd == "witness") {
 		args = append([]string{"--data", dataDir}, args...)
 	}
 	if dataDir == "" {
@@ -69,6 +71,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := &cli{data: dataDir, stdin: stdin, stdout: stdout, stderr: stderr}
 	var err error
 	switch cmd {
+	case "witness":
+		err = serve(append([]string{"--witness"}, args...), stdout, stderr)
 	case "", "serve":
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") && cmd == "" {
 			fmt.Fprint(stdout, usage)

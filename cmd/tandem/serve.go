@@ -39,6 +39,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.ClusterSecret, "cluster-secret", "", "the cluster's secret (needed to join; see 'tandem cluster join')")
 	fs.BoolVar(&cfg.AllowInsecureAuth, "allow-insecure-auth", false, "accept passwords without TLS (testing only)")
 	fs.Int64Var(&cfg.MaxMessageBytes, "max-message-size", cfg.MaxMessageBytes, "largest message accepted, in bytes")
+	fs.BoolVar(&cfg.Witness, "witness", false, "run as a witness (see 'tandem witness')")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -57,6 +58,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	cfg.Out = stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.Witness {
+		cfg.SMTPAddr, cfg.SubmissionAddr, cfg.SubmissionsAddr = "", "", ""
+		cfg.IMAPAddr, cfg.IMAPSAddr, cfg.POP3Addr, cfg.POP3SAddr = "", "", "", ""
+	}
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		return err
