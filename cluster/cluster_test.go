@@ -17,9 +17,10 @@ import (
 // sumFSM adds up uint64 commands: enough to see every node apply the same
 // log.
 type sumFSM struct {
-	mu  sync.Mutex
-	sum uint64
-	n   int
+	mu   sync.Mutex
+	sum  uint64
+	n    int
+	last uint64 // like the storage FSM, skip entries already applied
 }
 
 func (f *sumFSM) Apply(l *raft.Log) any {
@@ -28,6 +29,10 @@ func (f *sumFSM) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if l.Index <= f.last {
+		return f.sum
+	}
+	f.last = l.Index
 	f.sum += binary.BigEndian.Uint64(l.Data)
 	f.n++
 	return f.sum
@@ -161,5 +166,55 @@ func TestStrangerCannotJoin(t *testing.T) {
 	}
 	if st := a.Status(); st.Voters != 1 {
 		t.Fatalf("voters %d after stranger", st.Voters)
+	}
+}
+
+// A pair without a witness: the survivor does not serve until promoted,
+// and then does.
+func TestPairPromote(t *testing.T) {
+	ctx := context.Background()
+	a, _ := startNode(t, "a", "", testSecret)
+	waitFor(t, "a leads", 10*time.Second, a.IsLeader)
+	b, fb := startNode(t, "b", a.Addr(), testSecret)
+	defer b.Close()
+	jctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	if err := b.Join(jctx, a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := a.Apply(ctx, cmd(7)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b applies", 10*time.Second, func() bool { s, _ := fb.state(); return s == 7 })
+	// Refused while the other member answers.
+	if err := b.Promote(ctx, "test"); err == nil || !strings.Contains(err.Error(), "reachable") {
+		t.Fatalf("promote with live peer: %v", err)
+	}
+	a.Close()
+	time.Sleep(3 * time.Second)
+	if b.IsLeader() {
+		t.Fatal("lone survivor of a pair leads without promotion")
+	}
+	if _, err := b.Apply(ctx, cmd(1)); err == nil {
+		t.Fatal("survivor accepted a write without quorum")
+	}
+	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := b.Promote(pctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b leads", 10*time.Second, b.IsLeader)
+	if _, err := b.Apply(ctx, cmd(3)); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := fb.state(); s != 10 {
+		t.Fatalf("state after promote %d", s)
+	}
+	var kinds []string
+	for _, e := range b.Events() {
+		kinds = append(kinds, e.Kind)
+	}
+	if !strings.Contains(strings.Join(kinds, ","), "promote") {
+		t.Fatalf("events %v", kinds)
 	}
 }

@@ -35,7 +35,7 @@ func (n *Node) watchLeadership() {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
 	})
-	n.raft.RegisterObserver(el.observer)
+	n.r().RegisterObserver(el.observer)
 	n.events = el
 	go func() {
 		for {
@@ -45,7 +45,7 @@ func (n *Node) watchLeadership() {
 			case o := <-el.ch:
 				lo := o.Data.(raft.LeaderObservation)
 				term := uint64(0)
-				if t, ok := n.raft.Stats()["term"]; ok {
+				if t, ok := n.r().Stats()["term"]; ok {
 					for _, c := range t {
 						term = term*10 + uint64(c-'0')
 					}
@@ -97,7 +97,7 @@ func (n *Node) Events() []Event {
 
 func (n *Node) stopEvents() {
 	if n.events != nil {
-		n.raft.DeregisterObserver(n.events.observer)
+		n.r().DeregisterObserver(n.events.observer)
 		close(n.events.done)
 	}
 }

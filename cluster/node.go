@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -54,7 +56,11 @@ type Config struct {
 // Node is a running Raft member.
 type Node struct {
 	cfg       Config
-	raft      *raft.Raft
+	raftMu    sync.RWMutex
+	raft      *raft.Raft // replaced only by Promote
+	rc        *raft.Config
+	fsm       raft.FSM
+	snaps     raft.SnapshotStore
 	logStore  *raftboltdb.BoltStore
 	transport raft.Transport
 	closer    io.Closer
@@ -85,7 +91,7 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		// A cluster of one elects itself at every start; that is not news.
 		level = hclog.Error
 	}
-	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: level, Output: os.Stderr})
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: level, Output: slogWriter{cfg.Logger}})
 	// Group commit: concurrent Applies are batched into one log write and one
 	// FSM transaction (DESIGN §1).
 	rc.BatchApplyCh = true
@@ -169,6 +175,7 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
+	n.rc, n.fsm, n.snaps = rc, fsm, snaps
 	n.watchLeadership()
 	if has {
 		go n.updateOwnAddress(addr)
@@ -180,7 +187,7 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 // it changed since the last start (e.g. a single node that now listens on a
 // cluster address): AddVoter with a known ID updates the address.
 func (n *Node) updateOwnAddress(addr raft.ServerAddress) {
-	f := n.raft.GetConfiguration()
+	f := n.r().GetConfiguration()
 	if f.Error() != nil {
 		return
 	}
@@ -189,13 +196,13 @@ func (n *Node) updateOwnAddress(addr raft.ServerAddress) {
 			continue
 		}
 		for i := 0; i < 300; i++ {
-			if n.raft.State() == raft.Leader {
-				if err := n.raft.AddVoter(s.ID, addr, 0, 10*time.Second).Error(); err == nil {
+			if n.r().State() == raft.Leader {
+				if err := n.r().AddVoter(s.ID, addr, 0, 10*time.Second).Error(); err == nil {
 					n.log.Info("updated own cluster address", "old", s.Address, "new", addr)
 				}
 				return
 			}
-			if n.raft.State() == raft.Shutdown {
+			if n.r().State() == raft.Shutdown {
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -215,13 +222,40 @@ func (cs closers) Close() error {
 	return errors.Join(errs...)
 }
 
+// slogWriter passes hashicorp/raft's log lines to our structured log.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	// hclog lines look like "2026-01-02T... [WARN]  raft: message: k=v".
+	lvl := slog.LevelInfo
+	switch {
+	case strings.Contains(line, "[ERROR]"):
+		lvl = slog.LevelError
+	case strings.Contains(line, "[WARN]"):
+		lvl = slog.LevelWarn
+	}
+	if i := strings.Index(line, "raft:"); i >= 0 {
+		line = line[i:]
+	}
+	w.log.Log(context.Background(), lvl, line)
+	return len(p), nil
+}
+
+// r is the current raft instance.
+func (n *Node) r() *raft.Raft {
+	n.raftMu.RLock()
+	defer n.raftMu.RUnlock()
+	return n.raft
+}
+
 // Mux is the node's cluster connection multiplexer (nil on an in-process
 // single node); other parts register their channels on it.
 func (n *Node) Mux() *Mux { return n.mux }
 
 // Raft exposes the raft node to the parts of the system that need
 // leadership events (VIP, client routing).
-func (n *Node) Raft() *raft.Raft { return n.raft }
+func (n *Node) Raft() *raft.Raft { return n.r() }
 
 func (n *Node) closeStores() {
 	if n.closer != nil {
@@ -235,7 +269,7 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+		if addr, _ := n.r().LeaderWithID(); addr != "" {
 			return nil
 		}
 		select {
@@ -247,7 +281,7 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 }
 
 // IsLeader reports whether this node leads.
-func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+func (n *Node) IsLeader() bool { return n.r().State() == raft.Leader }
 
 // Apply commits cmd through the log and returns the FSM's response once it
 // is applied on this node.
@@ -261,7 +295,7 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 	if timeout <= 0 {
 		return nil, fmt.Errorf("apply: %w", context.DeadlineExceeded)
 	}
-	f := n.raft.Apply(cmd, timeout)
+	f := n.r().Apply(cmd, timeout)
 	if err := f.Error(); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
@@ -288,12 +322,12 @@ type Status struct {
 
 // Status reports Raft's view of this node.
 func (n *Node) Status() Status {
-	addr, id := n.raft.LeaderWithID()
-	st := Status{NodeID: n.cfg.NodeID, State: n.raft.State().String(), Leader: string(addr), LeaderID: string(id),
-		CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex(), LastLogIndex: n.raft.LastIndex()}
-	stats := n.raft.Stats()
+	addr, id := n.r().LeaderWithID()
+	st := Status{NodeID: n.cfg.NodeID, State: n.r().State().String(), Leader: string(addr), LeaderID: string(id),
+		CommitIndex: n.r().CommitIndex(), AppliedIndex: n.r().AppliedIndex(), LastLogIndex: n.r().LastIndex()}
+	stats := n.r().Stats()
 	fmt.Sscan(stats["term"], &st.Term)
-	if f := n.raft.GetConfiguration(); f.Error() == nil {
+	if f := n.r().GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			if s.Suffrage == raft.Voter {
 				st.Voters++
@@ -305,13 +339,13 @@ func (n *Node) Status() Status {
 
 // Snapshot forces a snapshot now (tests, admin).
 func (n *Node) Snapshot() error {
-	return n.raft.Snapshot().Error()
+	return n.r().Snapshot().Error()
 }
 
 // Close shuts Raft down and closes the stores.
 func (n *Node) Close() error {
 	n.stopEvents()
-	err := n.raft.Shutdown().Error()
+	err := n.r().Shutdown().Error()
 	n.closeStores()
 	return err
 }
@@ -325,7 +359,7 @@ type Peer struct {
 
 // Peers lists the other members from the current Raft configuration.
 func (n *Node) Peers() []Peer {
-	f := n.raft.GetConfiguration()
+	f := n.r().GetConfiguration()
 	if f.Error() != nil {
 		return nil
 	}
@@ -341,7 +375,7 @@ func (n *Node) Peers() []Peer {
 
 // Quorum is the number of voters (this node included) that make a majority.
 func (n *Node) Quorum() int {
-	f := n.raft.GetConfiguration()
+	f := n.r().GetConfiguration()
 	if f.Error() != nil {
 		return 1
 	}
@@ -356,7 +390,7 @@ func (n *Node) Quorum() int {
 
 // LeaderAddr is the current leader's cluster address ("" if none).
 func (n *Node) LeaderAddr() string {
-	addr, _ := n.raft.LeaderWithID()
+	addr, _ := n.r().LeaderWithID()
 	return string(addr)
 }
 

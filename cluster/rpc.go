@@ -45,8 +45,8 @@ func (n *Node) handleRPC(req rpcRequest) rpcResponse {
 		st := n.Status()
 		return rpcResponse{Status: &st}
 	}
-	if n.raft.State() != raft.Leader {
-		addr, _ := n.raft.LeaderWithID()
+	if n.r().State() != raft.Leader {
+		addr, _ := n.r().LeaderWithID()
 		return rpcResponse{Error: errRedirect.Error(), Leader: string(addr)}
 	}
 	switch req.Op {
@@ -56,9 +56,9 @@ func (n *Node) handleRPC(req rpcRequest) rpcResponse {
 		}
 		var f raft.IndexFuture
 		if req.Voter {
-			f = n.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, 30*time.Second)
+			f = n.r().AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, 30*time.Second)
 		} else {
-			f = n.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, 30*time.Second)
+			f = n.r().AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, 30*time.Second)
 		}
 		if err := f.Error(); err != nil {
 			return rpcResponse{Error: fmt.Sprintf("add %s: %v", req.ID, err)}
@@ -66,7 +66,7 @@ func (n *Node) handleRPC(req rpcRequest) rpcResponse {
 		n.log.Info("node joined the cluster", "peer", req.ID, "addr", req.Addr, "voter", req.Voter)
 		return rpcResponse{}
 	case "remove":
-		if err := n.raft.RemoveServer(raft.ServerID(req.ID), 0, 30*time.Second).Error(); err != nil {
+		if err := n.r().RemoveServer(raft.ServerID(req.ID), 0, 30*time.Second).Error(); err != nil {
 			return rpcResponse{Error: fmt.Sprintf("remove %s: %v", req.ID, err)}
 		}
 		n.log.Info("node removed from the cluster", "peer", req.ID)
@@ -132,14 +132,14 @@ func (n *Node) Join(ctx context.Context, addr string) error {
 
 // Remove takes a member out of the cluster (run on any member).
 func (n *Node) Remove(ctx context.Context, id string) error {
-	if n.raft.State() == raft.Leader {
+	if n.r().State() == raft.Leader {
 		resp := n.handleRPC(rpcRequest{Op: "remove", ID: id})
 		if resp.Error != "" {
 			return errors.New(resp.Error)
 		}
 		return nil
 	}
-	addr, _ := n.raft.LeaderWithID()
+	addr, _ := n.r().LeaderWithID()
 	if addr == "" {
 		return errors.New("remove: no leader")
 	}
@@ -150,12 +150,12 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 // TransferLeadership hands leadership to id, or to the most up-to-date
 // follower when id is empty. Only the leader can do it.
 func (n *Node) TransferLeadership(id string) error {
-	if n.raft.State() != raft.Leader {
+	if n.r().State() != raft.Leader {
 		return ErrNotLeader
 	}
 	var f raft.Future
 	if id == "" {
-		f = n.raft.LeadershipTransfer()
+		f = n.r().LeadershipTransfer()
 	} else {
 		var addr raft.ServerAddress
 		for _, p := range n.Peers() {
@@ -166,7 +166,7 @@ func (n *Node) TransferLeadership(id string) error {
 		if addr == "" {
 			return fmt.Errorf("transfer leadership: no member %q", id)
 		}
-		f = n.raft.LeadershipTransferToServer(raft.ServerID(id), addr)
+		f = n.r().LeadershipTransferToServer(raft.ServerID(id), addr)
 	}
 	if err := f.Error(); err != nil {
 		return fmt.Errorf("transfer leadership: %w", err)
@@ -180,11 +180,11 @@ func (n *Node) Leave(ctx context.Context) error {
 	if len(n.Peers()) == 0 {
 		return errors.New("leave: this node is the only member")
 	}
-	if n.raft.State() == raft.Leader {
+	if n.r().State() == raft.Leader {
 		if err := n.TransferLeadership(""); err != nil {
 			return err
 		}
-		for i := 0; i < 100 && (n.LeaderAddr() == "" || n.raft.State() == raft.Leader); i++ {
+		for i := 0; i < 100 && (n.LeaderAddr() == "" || n.r().State() == raft.Leader); i++ {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}

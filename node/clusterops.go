@@ -110,6 +110,10 @@ func portOf(addr string) string {
 	return "7400"
 }
 
+func (c clusterOps) Promote(ctx context.Context, reason string) error {
+	return c.n.raft.Promote(ctx, reason)
+}
+
 func (c clusterOps) Leave(ctx context.Context) error { return c.n.raft.Leave(ctx) }
 
 func (c clusterOps) Remove(ctx context.Context, id string) error {

@@ -19,6 +19,7 @@ type ClusterOps interface {
 var errNoCluster = errors.New("this node runs without --cluster-addr: it is a cluster of one")
 
 func (a *API) routesCluster() {
+	a.routesPromote()
 	m := a.mux
 	m.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, r *http.Request) {
 		if a.cfg.Cluster == nil {
@@ -76,4 +77,31 @@ func (a *API) clusterOp(w http.ResponseWriter, op func() error) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// Promoter is implemented by nodes that can promote themselves.
+type Promoter interface {
+	Promote(ctx context.Context, reason string) error
+}
+
+func (a *API) routesPromote() {
+	a.mux.HandleFunc("POST /api/cluster/promote", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Confirm string `json:"confirm"`
+			Reason  string `json:"reason"`
+		}
+		if !decode(w, r, &req) {
+			return
+		}
+		if req.Confirm != "i-understand-split-brain" {
+			writeError(w, http.StatusBadRequest, errors.New(`promote: confirm with "i-understand-split-brain": if the other box is alive and serving, you get two clusters`))
+			return
+		}
+		p, ok := a.cfg.Cluster.(Promoter)
+		if !ok {
+			writeError(w, http.StatusNotFound, errNoCluster)
+			return
+		}
+		a.clusterOp(w, func() error { return p.Promote(r.Context(), req.Reason) })
+	})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -79,6 +80,17 @@ func (c *cli) cluster(args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "On the new box, start Tandem with (keep the secret private):\n  %s\n", res.Command)
+	case "promote":
+		if len(rest) < 1 || rest[0] != "--i-understand-split-brain" {
+			return c.usageErr("usage: cluster promote --i-understand-split-brain [REASON]\n" +
+				"Makes this node serve alone when its partner is gone for good. If the partner is in fact\n" +
+				"alive and serving, you will have two diverging mail systems.")
+		}
+		reason := strings.Join(rest[1:], " ")
+		if err := c.call("POST", "/api/cluster/promote", map[string]string{"confirm": "i-understand-split-brain", "reason": reason}, nil); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, "this node now serves alone; wipe the lost node's data folder before it joins again")
 	case "leave":
 		if err := c.call("POST", "/api/cluster/leave", map[string]string{}, nil); err != nil {
 			return err

@@ -32,6 +32,8 @@ Commands:
   cluster leave                       take this node out of the cluster
   cluster remove ID                   take another node out
   cluster transfer-leadership [ID]    hand leadership to another node
+  cluster promote --i-understand-split-brain
+                                      let the survivor of a pair (no witness) serve alone
   version
 
 --data DIR is the data folder (default ./tandem-data); commands talk to the
