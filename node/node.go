@@ -41,8 +41,8 @@ type Node struct {
 	repl  *storage.BlobReplicator
 
 	witnessBlobs *storage.BlobReplicator
-	store *storage.Store
-	tls   *tls.Config
+	store        *storage.Store
+	tls          *tls.Config
 
 	mu        sync.Mutex
 	listeners map[string]string // service → bound address
