@@ -218,3 +218,51 @@ func TestPairPromote(t *testing.T) {
 		t.Fatalf("events %v", kinds)
 	}
 }
+
+func TestGossipHealth(t *testing.T) {
+	ctx := context.Background()
+	a, _ := startNode(t, "a", "", testSecret)
+	defer a.Close()
+	waitFor(t, "a leads", 10*time.Second, a.IsLeader)
+	var nodes []*Node
+	for _, id := range []string{"b", "c"} {
+		n, _ := startNode(t, id, a.Addr(), testSecret)
+		defer n.Close()
+		jctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		if err := n.Join(jctx, a.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		nodes = append(nodes, n)
+	}
+	for _, n := range append([]*Node{a}, nodes...) {
+		n := n
+		if _, err := n.StartGossip("127.0.0.1:0", func() Health {
+			st := n.Status()
+			return Health{Version: "test", Role: st.State, Applied: st.AppliedIndex, ClusterAddr: n.Addr()}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alive := func(g *Gossip) int {
+		k := 0
+		for _, m := range g.Members() {
+			if m.State == "alive" && m.Health.Version == "test" {
+				k++
+			}
+		}
+		return k
+	}
+	waitFor(t, "everyone sees three alive", 20*time.Second, func() bool {
+		return alive(a.Gossip()) == 3 && alive(nodes[0].Gossip()) == 3 && alive(nodes[1].Gossip()) == 3
+	})
+	nodes[1].Gossip().ml.Shutdown() // c's gossip dies without leaving
+	waitFor(t, "c seen failed", 15*time.Second, func() bool {
+		for _, m := range a.Gossip().Members() {
+			if m.ID == "c" && m.State == "alive" {
+				return false
+			}
+		}
+		return true
+	})
+}

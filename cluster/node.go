@@ -67,6 +67,7 @@ type Node struct {
 	mux       *Mux
 	log       *slog.Logger
 	events    *eventLog
+	gossip    *Gossip
 }
 
 // Open starts Raft over fsm. A data folder with no Raft state bootstraps a
@@ -318,6 +319,7 @@ type Status struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	LastLogIndex uint64 `json:"last_log_index"`
 	Voters       int    `json:"voters"`
+	GossipAddr   string `json:"gossip_addr,omitempty"`
 }
 
 // Status reports Raft's view of this node.
@@ -325,6 +327,9 @@ func (n *Node) Status() Status {
 	addr, id := n.r().LeaderWithID()
 	st := Status{NodeID: n.cfg.NodeID, State: n.r().State().String(), Leader: string(addr), LeaderID: string(id),
 		CommitIndex: n.r().CommitIndex(), AppliedIndex: n.r().AppliedIndex(), LastLogIndex: n.r().LastIndex()}
+	if n.gossip != nil {
+		st.GossipAddr = n.gossip.Addr()
+	}
 	stats := n.r().Stats()
 	fmt.Sscan(stats["term"], &st.Term)
 	if f := n.r().GetConfiguration(); f.Error() == nil {
@@ -344,6 +349,9 @@ func (n *Node) Snapshot() error {
 
 // Close shuts Raft down and closes the stores.
 func (n *Node) Close() error {
+	if n.gossip != nil {
+		n.gossip.Close()
+	}
 	n.stopEvents()
 	err := n.r().Shutdown().Error()
 	n.closeStores()
@@ -393,6 +401,9 @@ func (n *Node) LeaderAddr() string {
 	addr, _ := n.r().LeaderWithID()
 	return string(addr)
 }
+
+// Gossip is the node's memberlist, nil until StartGossip.
+func (n *Node) Gossip() *Gossip { return n.gossip }
 
 // NodeID is this node's ID.
 func (n *Node) NodeID() string { return n.cfg.NodeID }

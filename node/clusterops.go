@@ -21,6 +21,9 @@ type Member struct {
 	Self         bool   `json:"self"`
 	Role         string `json:"role"`   // Leader, Follower, Candidate, ...
 	Health       string `json:"health"` // ok, unreachable
+	Gossip       string `json:"gossip,omitempty"` // alive, suspect, dead (memberlist's view from this node)
+	DiskFree     uint64 `json:"disk_free_bytes,omitempty"`
+	Witness      bool   `json:"witness,omitempty"`
 	Error        string `json:"error,omitempty"`
 	Term         uint64 `json:"term"`
 	CommitIndex  uint64 `json:"commit_index"`
@@ -84,6 +87,20 @@ func (n *Node) ClusterStatus(ctx context.Context) ClusterStatus {
 	for i := range st.Members {
 		if st.Members[i].Health == "ok" && commit > st.Members[i].AppliedIndex {
 			st.Members[i].Lag = commit - st.Members[i].AppliedIndex
+		}
+	}
+	if g := n.raft.Gossip(); g != nil {
+		seen := map[string]cluster.GossipMember{}
+		for _, gm := range g.Members() {
+			seen[gm.ID] = gm
+		}
+		for i := range st.Members {
+			m := &st.Members[i]
+			if gm, ok := seen[m.ID]; ok {
+				m.Gossip, m.DiskFree, m.Witness = gm.State, gm.Health.DiskFree, gm.Health.Witness
+			} else {
+				m.Gossip = "dead"
+			}
 		}
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })

@@ -35,6 +35,9 @@ type Config struct {
 	// ClusterSecret authenticates the cluster; made at bootstrap and kept
 	// in DataDir/cluster-secret; a joining node must be given it.
 	ClusterSecret string
+	// GossipAddr is memberlist's address (UDP and TCP); default: the
+	// cluster address's host with the next port.
+	GossipAddr string
 	// Witness runs a Raft voter that keeps no mail and serves no clients
 	// (DESIGN §5): a pair plus a witness survives the loss of any one box.
 	Witness bool

@@ -201,6 +201,11 @@ func (n *Node) openStorage(ctx context.Context) error {
 	if err := n.raft.WaitLeader(wctx); err != nil {
 		return err
 	}
+	if n.raft.Mux() != nil {
+		if err := n.startGossip(); err != nil {
+			return err
+		}
+	}
 	// Raft replays committed entries after a restart before this node can
 	// serve reads that reflect them; wait until it has caught up.
 	for n.raft.Status().AppliedIndex < n.raft.Status().CommitIndex {
@@ -211,6 +216,41 @@ func (n *Node) openStorage(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startGossip runs memberlist beside Raft for health on the status page.
+func (n *Node) startGossip() error {
+	addr := n.cfg.GossipAddr
+	if addr == "" {
+		host, port, err := net.SplitHostPort(n.cfg.ClusterAddr)
+		if err != nil {
+			return fmt.Errorf("--cluster-addr %q: %w", n.cfg.ClusterAddr, err)
+		}
+		var p int
+		fmt.Sscan(port, &p)
+		if p == 0 {
+			addr = net.JoinHostPort(host, "0")
+		} else {
+			addr = net.JoinHostPort(host, fmt.Sprint(p+1))
+		}
+	}
+	_, err := n.raft.StartGossip(addr, func() cluster.Health {
+		st := n.raft.Status()
+		return cluster.Health{Version: Version, Role: st.State, Applied: st.AppliedIndex, Commit: st.CommitIndex,
+			DiskFree: diskFree(n.cfg.DataDir), ClusterAddr: n.raft.Addr(), Witness: n.cfg.Witness}
+	})
+	if err != nil {
+		return fmt.Errorf("%w (set --gossip-addr)", err)
+	}
+	return nil
+}
+
+func diskFree(dir string) uint64 {
+	var fs syscall.Statfs_t
+	if syscall.Statfs(dir, &fs) != nil {
+		return 0
+	}
+	return fs.Bavail * uint64(fs.Bsize)
 }
 
 // clusterSecret returns the secret that authenticates cluster traffic:
@@ -475,11 +515,7 @@ type Status struct {
 func (n *Node) Status() Status {
 	ds, _ := n.store.Domains()
 	_, total, _ := n.store.Accounts(storage.AccountQuery{Limit: 1})
-	var fs syscall.Statfs_t
-	var free uint64
-	if syscall.Statfs(n.cfg.DataDir, &fs) == nil {
-		free = fs.Bavail * uint64(fs.Bsize)
-	}
+	free := diskFree(n.cfg.DataDir)
 	return Status{Version: Version, NodeID: n.cfg.NodeID, Hostname: n.cfg.Hostname, DataDir: n.cfg.DataDir,
 		Uptime: time.Since(n.started).Round(time.Second).String(), Raft: n.raft.Status(),
 		Listeners: n.Listeners(), Domains: len(ds), Accounts: total, DiskFree: free}

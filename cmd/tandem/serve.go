@@ -35,6 +35,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "HTTP listen address (status, health)")
 	fs.StringVar(&cfg.ClusterAddr, "cluster-addr", "", "cluster address HOST:PORT for Raft, blob copies and relays ('' = single node)")
 	fs.StringVar(&cfg.ClusterAdvertise, "cluster-advertise", "", "address peers dial, if --cluster-addr listens on all addresses")
+	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "", "memberlist gossip address HOST:PORT (default: cluster port + 1)")
 	fs.StringVar(&cfg.Join, "join", "", "cluster address of a member, to join its cluster on first start")
 	fs.StringVar(&cfg.ClusterSecret, "cluster-secret", "", "the cluster's secret (needed to join; see 'tandem cluster join')")
 	fs.BoolVar(&cfg.AllowInsecureAuth, "allow-insecure-auth", false, "accept passwords without TLS (testing only)")
