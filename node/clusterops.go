@@ -19,8 +19,8 @@ type Member struct {
 	Addr         string `json:"addr"`
 	Voter        bool   `json:"voter"`
 	Self         bool   `json:"self"`
-	Role         string `json:"role"`   // Leader, Follower, Candidate, ...
-	Health       string `json:"health"` // ok, unreachable
+	Role         string `json:"role"`             // Leader, Follower, Candidate, ...
+	Health       string `json:"health"`           // ok, unreachable
 	Gossip       string `json:"gossip,omitempty"` // alive, suspect, dead (memberlist's view from this node)
 	DiskFree     uint64 `json:"disk_free_bytes,omitempty"`
 	Witness      bool   `json:"witness,omitempty"`
