@@ -109,6 +109,14 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		rc.HeartbeatTimeout = 200 * time.Millisecond
 		rc.ElectionTimeout = 200 * time.Millisecond
 		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+	} else {
+		// A LAN appliance pair: notice a dead leader within about a second
+		// (failover target: median under 2 s including the VIP move). A
+		// leader that loses quorum contact steps down after the lease, which
+		// is also when it stops renewing the VIP.
+		rc.HeartbeatTimeout = 500 * time.Millisecond
+		rc.ElectionTimeout = 500 * time.Millisecond
+		rc.LeaderLeaseTimeout = 300 * time.Millisecond
 	}
 
 	logStore, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
