@@ -27,6 +27,10 @@ const (
 	CmdStoreFlags
 	CmdCopy
 	CmdExpunge
+	CmdEnqueue
+	CmdQueueAttempt
+	CmdQueueDelete
+	CmdQueueReschedule
 )
 
 // commandVersion is bumped when a payload changes incompatibly; Apply keeps
@@ -36,7 +40,8 @@ const commandVersion = 1
 func (t CommandType) String() string {
 	names := [...]string{"", "AddDomain", "DelDomain", "SetCatchAll", "AddAccount", "DelAccount",
 		"SetPassword", "UpdateAccount", "AddAlias", "DelAlias", "CreateMailbox", "DeleteMailbox",
-		"RenameMailbox", "Subscribe", "Deliver", "StoreFlags", "Copy", "Expunge"}
+		"RenameMailbox", "Subscribe", "Deliver", "StoreFlags", "Copy", "Expunge",
+		"Enqueue", "QueueAttempt", "QueueDelete", "QueueReschedule"}
 	if int(t) < len(names) && t > 0 {
 		return names[t]
 	}

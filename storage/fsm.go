@@ -280,6 +280,22 @@ func (f *FSM) applyCommand(tx *bolt.Tx, data []byte, ch *changeSet) any {
 		var c expungeCmd
 		dec(&c)
 		return a.expunge(c)
+	case CmdEnqueue:
+		var c enqueueCmd
+		dec(&c)
+		return a.enqueue(c)
+	case CmdQueueAttempt:
+		var c queueAttemptCmd
+		dec(&c)
+		return a.queueAttempt(c)
+	case CmdQueueDelete:
+		var c queueDeleteCmd
+		dec(&c)
+		return a.queueDelete(c)
+	case CmdQueueReschedule:
+		var c queueRescheduleCmd
+		dec(&c)
+		return a.queueReschedule(c)
 	default:
 		panic(fmt.Sprintf("storage: unknown command type %d", t))
 	}
