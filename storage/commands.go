@@ -31,6 +31,9 @@ const (
 	CmdQueueAttempt
 	CmdQueueDelete
 	CmdQueueReschedule
+	CmdLogAppend
+	CmdLogPrune
+	CmdTranscript
 )
 
 // commandVersion is bumped when a payload changes incompatibly; Apply keeps
@@ -41,7 +44,7 @@ func (t CommandType) String() string {
 	names := [...]string{"", "AddDomain", "DelDomain", "SetCatchAll", "AddAccount", "DelAccount",
 		"SetPassword", "UpdateAccount", "AddAlias", "DelAlias", "CreateMailbox", "DeleteMailbox",
 		"RenameMailbox", "Subscribe", "Deliver", "StoreFlags", "Copy", "Expunge",
-		"Enqueue", "QueueAttempt", "QueueDelete", "QueueReschedule"}
+		"Enqueue", "QueueAttempt", "QueueDelete", "QueueReschedule", "LogAppend", "LogPrune", "Transcript"}
 	if int(t) < len(names) && t > 0 {
 		return names[t]
 	}

@@ -296,6 +296,18 @@ func (f *FSM) applyCommand(tx *bolt.Tx, data []byte, ch *changeSet) any {
 		var c queueRescheduleCmd
 		dec(&c)
 		return a.queueReschedule(c)
+	case CmdLogAppend:
+		var c logAppendCmd
+		dec(&c)
+		return a.logAppend(c)
+	case CmdLogPrune:
+		var c logPruneCmd
+		dec(&c)
+		return a.logPrune(c)
+	case CmdTranscript:
+		var c transcriptCmd
+		dec(&c)
+		return a.saveTranscript(c)
 	default:
 		panic(fmt.Sprintf("storage: unknown command type %d", t))
 	}

@@ -24,7 +24,7 @@ var (
 	bktBlobs        = []byte("blobs")         // sha → refcount(8)
 
 	allBuckets = [][]byte{bktMeta, bktDomains, bktAccounts, bktAccountIDs, bktAliases,
-		bktMailboxes, bktMailboxNames, bktMessages, bktBlobs, bktQueue, bktQueueDue}
+		bktMailboxes, bktMailboxNames, bktMessages, bktBlobs, bktQueue, bktQueueDue, bktLog, bktTranscripts}
 
 	keyApplied     = []byte("applied_index")
 	keySchema      = []byte("schema")
@@ -106,6 +106,8 @@ func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
 	}
 	return true, nil
 }
+
+func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
 
 func putJSON(b *bolt.Bucket, key []byte, v any) error {
 	raw, err := json.Marshal(v)
