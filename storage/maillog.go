@@ -321,4 +321,3 @@ func (w *LogWriter) Close() {
 	}
 	w.wg.Wait()
 }
-
