@@ -26,7 +26,10 @@ type APIConfig struct {
 	Status func() any // the node's status document
 	// Cluster is nil on a node that runs without a cluster address.
 	Cluster ClusterOps
-	Logger  *slog.Logger
+	// Bouncer and QueueKick come from the outbound engine (nil without one).
+	Bouncer   Bouncer
+	QueueKick func()
+	Logger    *slog.Logger
 }
 
 // API is the admin JSON API.
@@ -58,6 +61,7 @@ func NewAPI(cfg APIConfig) *API {
 	m.HandleFunc("POST /api/aliases", a.addAlias)
 	m.HandleFunc("DELETE /api/aliases/{addr}", a.delAlias)
 	a.routesCluster()
+	a.routesQueueAndLog()
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -92,7 +96,7 @@ func statusOf(err error) int {
 	case errors.Is(err, storage.ErrExists), errors.Is(err, storage.ErrMailboxExists):
 		return http.StatusConflict
 	case errors.Is(err, storage.ErrNoAccount), errors.Is(err, storage.ErrNoDomain),
-		errors.Is(err, storage.ErrNoAlias), errors.Is(err, storage.ErrNoMailbox):
+		errors.Is(err, storage.ErrNoAlias), errors.Is(err, storage.ErrNoMailbox), errors.Is(err, storage.ErrNoMessage):
 		return http.StatusNotFound
 	case errors.Is(err, storage.ErrNotEmpty):
 		return http.StatusConflict

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"time"
+
+	"github.com/tandemmail/tandem/storage"
 	"github.com/tandemmail/tandem/storage/storetest"
 )
 
@@ -113,5 +116,43 @@ func TestAPI(t *testing.T) {
 	}
 	if out := do("GET", "/api/status", "", 200); !strings.Contains(out, `"ok": "yes"`) {
 		t.Errorf("status %s", out)
+	}
+}
+
+func TestQueueAndLogAPI(t *testing.T) {
+	s := storetest.New(t)
+	srv := httptest.NewServer(NewAPI(APIConfig{Store: s, Status: func() any { return nil }}))
+	defer srv.Close()
+	get := func(path string, want int) string {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var sb strings.Builder
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			sb.WriteString(sc.Text() + "\n")
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("GET %s: %d want %d: %s", path, resp.StatusCode, want, sb.String())
+		}
+		return sb.String()
+	}
+	if out := get("/api/queue", 200); strings.TrimSpace(out) != "[]" {
+		t.Errorf("empty queue: %q", out)
+	}
+	get("/api/queue/nope", 404)
+	get("/api/log?since=yesterday", 400)
+	get("/api/log?limit=-3", 400)
+	get("/api/log/transcript/nope", 404)
+	s.LogAppend(t.Context(), storage.LogRecord{Time: time.Now(), QueueID: "Q9", Event: "received", Subject: "<script>x</script>"})
+	if out := get("/api/log?since=1h&subject=script", 200); !strings.Contains(out, `"queue_id": "Q9"`) {
+		t.Errorf("log search: %s", out)
+	}
+	resp, _ := http.Post(srv.URL+"/api/queue/Q9/bounce", "application/json", strings.NewReader("{}"))
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("bounce without engine: %d", resp.StatusCode)
 	}
 }

@@ -27,6 +27,10 @@ Commands:
   alias add ALIAS TARGET...           deliver ALIAS to TARGET(s)
   alias list [--domain D]
   alias del ALIAS
+  log search [--since 2h] [--until T] [--from A] [--to A] [--ip IP] [--subject S] [--event E] [--queue-id ID]
+                                      mail log records as JSON lines
+  log transcript QUEUEID              the SMTP dialogue of every delivery attempt
+  queue list | show ID | retry ID | delete ID | bounce ID
   cluster status [--json]             members, roles, replication lag, recent failovers
   cluster join                        print the command that adds a new box
   cluster leave                       take this node out of the cluster
@@ -97,6 +101,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.alias(args)
 	case "cluster":
 		err = c.cluster(args)
+	case "log":
+		err = c.log(args)
+	case "queue":
+		err = c.queue(args)
 	default:
 		fmt.Fprintf(stderr, "tandem: unknown command %q\n\n%s", cmd, usage)
 		return 2
