@@ -1,0 +1,92 @@
+package filter
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Action is what a check asks the pipeline to do with the message.
+type Action int
+
+const (
+	ActionAccept     Action = iota // deliver normally
+	ActionTag                      // deliver, but the verdict marks it (e.g. spam score header, later)
+	ActionQuarantine               // deliver to the Junk folder (needs storage support; recorded for now)
+	ActionTempFail                 // 451 4.7.1: try again later (greylisting, scanner unavailable)
+	ActionReject                   // 550 5.7.1: refuse
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActionAccept:
+		return "accept"
+	case ActionTag:
+		return "tag"
+	case ActionQuarantine:
+		return "quarantine"
+	case ActionTempFail:
+		return "tempfail"
+	case ActionReject:
+		return "reject"
+	}
+	return "unknown"
+}
+
+// Verdict is one check's decision about one transaction. Each transaction
+// keeps the list of its verdicts (Delivery.Verdicts) for the mail log.
+type Verdict struct {
+	Stage    string // name of the check, e.g. "spf", "rspamd", "clamav"
+	Action   Action
+	Score    float64
+	Reason   string // shown to the client on reject/tempfail: keep it free of secrets
+	Duration time.Duration
+}
+
+// ConnCheck judges the client (IP, HELO, TLS) once per transaction, at Begin.
+type ConnCheck interface {
+	CheckConn(ctx context.Context, env *Envelope) Verdict
+}
+
+// EnvelopeCheck judges a recipient after it was resolved, at AddRcpt.
+type EnvelopeCheck interface {
+	CheckEnvelope(ctx context.Context, env *Envelope, rcpt string) Verdict
+}
+
+// MessageCheck judges the stored message before it is committed. body reads
+// the message as stored (trace header included); size is its length.
+type MessageCheck interface {
+	CheckMessage(ctx context.Context, env *Envelope, rcpts []string, body io.ReaderAt, size int64) Verdict
+}
+
+// Checks are the stages of a Pipeline; all lists may be empty.
+type Checks struct {
+	Conn     []ConnCheck
+	Envelope []EnvelopeCheck
+	Message  []MessageCheck
+}
+
+// verdictReject turns a refusing verdict into the client's reply.
+func verdictReject(v Verdict) *Reject {
+	msg := v.Reason
+	if msg == "" {
+		msg = "message refused by " + v.Stage
+	}
+	switch v.Action {
+	case ActionReject:
+		return reject(550, [3]int{5, 7, 1}, msg, nil)
+	case ActionTempFail:
+		return reject(451, [3]int{4, 7, 1}, msg, nil)
+	}
+	return nil
+}
+
+// timed runs one check and fills in its duration.
+func timed(f func() Verdict) Verdict {
+	start := time.Now()
+	v := f()
+	if v.Duration == 0 {
+		v.Duration = time.Since(start)
+	}
+	return v
+}
