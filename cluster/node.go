@@ -68,6 +68,7 @@ type Node struct {
 	log       *slog.Logger
 	events    *eventLog
 	gossip    *Gossip
+	drillStop func()
 }
 
 // Open starts Raft over fsm. A data folder with no Raft state bootstraps a

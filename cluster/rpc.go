@@ -45,6 +45,14 @@ func (n *Node) handleRPC(req rpcRequest) rpcResponse {
 		st := n.Status()
 		return rpcResponse{Status: &st}
 	}
+	if req.Op == "drill-stop" {
+		if n.drillStop == nil {
+			return rpcResponse{Error: "this node does not take drill-stop requests"}
+		}
+		n.log.Warn("stopping at once: failover drill request")
+		go n.drillStop()
+		return rpcResponse{}
+	}
 	if n.r().State() != raft.Leader {
 		addr, _ := n.r().LeaderWithID()
 		return rpcResponse{Error: errRedirect.Error(), Leader: string(addr)}
@@ -64,6 +72,11 @@ func (n *Node) handleRPC(req rpcRequest) rpcResponse {
 			return rpcResponse{Error: fmt.Sprintf("add %s: %v", req.ID, err)}
 		}
 		n.log.Info("node joined the cluster", "peer", req.ID, "addr", req.Addr, "voter", req.Voter)
+		return rpcResponse{}
+	case "transfer":
+		if err := n.TransferLeadership(req.ID); err != nil {
+			return rpcResponse{Error: err.Error()}
+		}
 		return rpcResponse{}
 	case "remove":
 		if err := n.r().RemoveServer(raft.ServerID(req.ID), 0, 30*time.Second).Error(); err != nil {
@@ -202,3 +215,30 @@ func (n *Node) PeerStatus(ctx context.Context, addr string) (Status, error) {
 	}
 	return *resp.Status, nil
 }
+
+// AskTransfer asks the leader (from any member) to hand leadership over.
+func (n *Node) AskTransfer(ctx context.Context, to string) error {
+	if n.r().State() == raft.Leader {
+		return n.TransferLeadership(to)
+	}
+	leader := n.LeaderAddr()
+	if leader == "" {
+		return errors.New("transfer: no leader")
+	}
+	_, err := n.call(ctx, leader, rpcRequest{Op: "transfer", ID: to})
+	return err
+}
+
+// AskStop asks a member to stop its process at once, as a crash would (the
+// failover drill's --kill). Only a member holding the cluster secret can ask.
+func (n *Node) AskStop(ctx context.Context, addr string) error {
+	_, err := n.call(ctx, addr, rpcRequest{Op: "drill-stop"})
+	if err != nil && !errors.Is(err, errRedirect) {
+		// The connection usually dies with the process: that is success.
+		return nil
+	}
+	return err
+}
+
+// OnDrillStop registers what a "drill-stop" request does on this node.
+func (n *Node) OnDrillStop(fn func()) { n.drillStop = fn }

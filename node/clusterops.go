@@ -131,6 +131,17 @@ func (c clusterOps) Promote(ctx context.Context, reason string) error {
 	return c.n.raft.Promote(ctx, reason)
 }
 
+func (c clusterOps) Drill(ctx context.Context, kill bool, target string) (any, error) {
+	rep, err := c.n.Drill(ctx, DrillOptions{Kill: kill, Target: target})
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		DrillReport
+		Text string `json:"text"`
+	}{rep, rep.Text()}, nil
+}
+
 func (c clusterOps) Leave(ctx context.Context) error { return c.n.raft.Leave(ctx) }
 
 func (c clusterOps) Remove(ctx context.Context, id string) error {

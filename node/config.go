@@ -38,6 +38,9 @@ type Config struct {
 	// GossipAddr is memberlist's address (UDP and TCP); default: the
 	// cluster address's host with the next port.
 	GossipAddr string
+	// VIP4 and VIP6 are the virtual addresses ("10.0.0.100/24") the leader
+	// holds on VIPInterface (DESIGN §4).
+	VIP4, VIP6, VIPInterface string
 	// Witness runs a Raft voter that keeps no mail and serves no clients
 	// (DESIGN §5): a pair plus a witness survives the loss of any one box.
 	Witness bool

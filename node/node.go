@@ -179,6 +179,7 @@ func (n *Node) openStorage(ctx context.Context) error {
 		return err
 	}
 	if mux := n.raft.Mux(); mux != nil {
+		n.raft.OnDrillStop(stopNow)
 		if n.cfg.Witness {
 			n.witnessBlobs = storage.NewWitnessBlobServer(n.raft, n.log)
 		} else {

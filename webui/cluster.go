@@ -20,6 +20,7 @@ var errNoCluster = errors.New("this node runs without --cluster-addr: it is a cl
 
 func (a *API) routesCluster() {
 	a.routesPromote()
+	a.routesDrill()
 	m := a.mux
 	m.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, r *http.Request) {
 		if a.cfg.Cluster == nil {
@@ -103,5 +104,33 @@ func (a *API) routesPromote() {
 			return
 		}
 		a.clusterOp(w, func() error { return p.Promote(r.Context(), req.Reason) })
+	})
+}
+
+// Driller runs failover drills (SPEC H4).
+type Driller interface {
+	Drill(ctx context.Context, kill bool, target string) (any, error)
+}
+
+func (a *API) routesDrill() {
+	a.mux.HandleFunc("POST /api/cluster/drill", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Kill   bool   `json:"kill"`
+			Target string `json:"target"`
+		}
+		if !decode(w, r, &req) {
+			return
+		}
+		d, ok := a.cfg.Cluster.(Driller)
+		if !ok {
+			writeError(w, http.StatusNotFound, errNoCluster)
+			return
+		}
+		rep, err := d.Drill(r.Context(), req.Kill, req.Target)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
 	})
 }

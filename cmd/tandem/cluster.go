@@ -80,6 +80,34 @@ func (c *cli) cluster(args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "On the new box, start Tandem with (keep the secret private):\n  %s\n", res.Command)
+	case "drill":
+		kill, target := false, ""
+		for i := 0; i < len(rest); i++ {
+			switch rest[i] {
+			case "--kill":
+				kill = true
+			case "--target":
+				if i+1 >= len(rest) {
+					return c.usageErr("--target needs a host")
+				}
+				target = rest[i+1]
+				i++
+			default:
+				return c.usageErr("usage: cluster drill [--kill] [--target HOST]")
+			}
+		}
+		fmt.Fprintln(c.stderr, "running a failover drill: mail keeps flowing to a throw-away account while leadership moves...")
+		var rep struct {
+			Text   string `json:"text"`
+			Passed bool   `json:"passed"`
+		}
+		if err := c.call("POST", "/api/cluster/drill", map[string]any{"kill": kill, "target": target}, &rep); err != nil {
+			return err
+		}
+		fmt.Fprint(c.stdout, rep.Text)
+		if !rep.Passed {
+			return fmt.Errorf("drill failed")
+		}
 	case "promote":
 		if len(rest) < 1 || rest[0] != "--i-understand-split-brain" {
 			return c.usageErr("usage: cluster promote --i-understand-split-brain [REASON]\n" +

@@ -36,6 +36,8 @@ Commands:
   cluster leave                       take this node out of the cluster
   cluster remove ID                   take another node out
   cluster transfer-leadership [ID]    hand leadership to another node
+  cluster drill [--kill] [--target HOST]
+                                      rehearse a failover under load and report timings and losses
   cluster promote --i-understand-split-brain
                                       let the survivor of a pair (no witness) serve alone
   version
