@@ -37,6 +37,7 @@ type Config struct {
 	Outbound Outbound // nil: no outbound queue yet; remote recipients get 451 4.3.2
 	Logger   *slog.Logger
 	Checks   Checks
+	MailLog  MailLog // nil: no mail log records
 
 	MaxRecipients  int              // per transaction; default 1000 (RFC 5321 §4.5.3.1.8 asks for at least 100)
 	MaxHeaderBytes int64            // header section limit; default 1 MiB
@@ -120,8 +121,17 @@ func (d *Delivery) Verdicts() []Verdict { return append([]Verdict(nil), d.verdic
 // Recipients lists the accepted recipients.
 func (d *Delivery) Recipients() []string { return append([]string(nil), d.rcpts...) }
 
-// AddRcpt applies the relay rules to one recipient and resolves it.
+// AddRcpt applies the relay rules to one recipient and resolves it;
+// refusals go to the mail log.
 func (d *Delivery) AddRcpt(ctx context.Context, addr string) error {
+	err := d.addRcpt(ctx, addr)
+	if rej, ok := AsReject(err); ok {
+		d.logReject(addr, rej)
+	}
+	return err
+}
+
+func (d *Delivery) addRcpt(ctx context.Context, addr string) error {
 	if d.done.Load() {
 		return errors.New("add recipient: transaction finished")
 	}
@@ -180,48 +190,58 @@ func (d *Delivery) AddRcpt(ctx context.Context, addr string) error {
 
 // Body stores the message (trace header first), runs the message checks and
 // commits it. nil means durable: the blob is fsynced and the delivery
-// applied through Raft.
+// applied through Raft. The outcome goes to the mail log.
 func (d *Delivery) Body(ctx context.Context, r io.Reader) error {
+	sha, size, err := d.body(ctx, r)
+	if rej, ok := AsReject(err); ok {
+		d.logReject("", rej)
+	} else if err == nil {
+		d.logAccepted(sha, size)
+	}
+	return err
+}
+
+func (d *Delivery) body(ctx context.Context, r io.Reader) (string, int64, error) {
 	if d.done.Swap(true) {
-		return errors.New("body: transaction finished")
+		return "", 0, errors.New("body: transaction finished")
 	}
 	if len(d.rcpts) == 0 {
-		return reject(554, [3]int{5, 5, 1}, "No valid recipients", nil)
+		return "", 0, reject(554, [3]int{5, 5, 1}, "No valid recipients", nil)
 	}
 	src := &errReader{r: r}
 	hs := newHeaderScan(src, d.p.cfg.MaxHeaderBytes, d.p.cfg.MaxHops, d.checkHeaderFrom)
 	blob, err := d.p.cfg.Store.PutBlob(io.MultiReader(strings.NewReader(d.env.Trace), hs))
 	if err != nil {
 		if hs.err != nil {
-			return hs.err
+			return "", 0, hs.err
 		}
 		if src.err != nil {
 			// The caller's reader failed: client gone, size limit. The
 			// caller knows its own error; nothing was stored.
-			return fmt.Errorf("read message %s: %w", d.env.ID, src.err)
+			return "", 0, fmt.Errorf("read message %s: %w", d.env.ID, src.err)
 		}
-		return storageReject(fmt.Errorf("store message %s: %w", d.env.ID, err))
+		return "", 0, storageReject(fmt.Errorf("store message %s: %w", d.env.ID, err))
 	}
 	defer blob.Release()
 	if rej := d.runMessageChecks(ctx, blob); rej != nil {
-		return rej
+		return "", 0, rej
 	}
 	if len(d.accounts) > 0 {
 		if err := d.p.cfg.Store.Deliver(ctx, blob, dedup(d.accounts), d.p.cfg.Now()); err != nil {
-			return storageReject(fmt.Errorf("deliver %s: %w", d.env.ID, err))
+			return "", 0, storageReject(fmt.Errorf("deliver %s: %w", d.env.ID, err))
 		}
 	}
 	if len(d.remote) > 0 {
 		if err := d.p.cfg.Outbound.Enqueue(ctx, d.env, d.remote, blob); err != nil {
 			if _, ok := AsReject(err); ok {
-				return err
+				return "", 0, err
 			}
-			return storageReject(fmt.Errorf("queue %s: %w", d.env.ID, err))
+			return "", 0, storageReject(fmt.Errorf("queue %s: %w", d.env.ID, err))
 		}
 	}
 	d.p.log.Info("message delivered", "msg_id", d.env.ID, "blob", blob.SHA[:12], "size", blob.Size,
 		"rcpts", len(d.rcpts), "local_accounts", len(dedup(d.accounts)), "remote", len(d.remote))
-	return nil
+	return blob.SHA, blob.Size, nil
 }
 
 // Abort abandons the transaction. Nothing was committed unless Body
