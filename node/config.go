@@ -49,6 +49,8 @@ type Config struct {
 	// tests and trusted loopback set-ups only).
 	AllowInsecureAuth bool
 	MaxMessageBytes   int64
+	// LogRetention is how long mail log records and transcripts are kept.
+	LogRetention time.Duration
 
 	Logger *slog.Logger
 	// Out receives the first-start notice (admin login); default stdout.
@@ -72,6 +74,7 @@ func Defaults() Config {
 		POP3SAddr:       ":995",
 		HTTPAddr:        ":8080",
 		MaxMessageBytes: 50 << 20,
+		LogRetention:    90 * 24 * time.Hour,
 		ShutdownTimeout: 10 * time.Second,
 	}
 }

@@ -41,6 +41,7 @@ type Node struct {
 	repl  *storage.BlobReplicator
 
 	witnessBlobs *storage.BlobReplicator
+	maillog      *storage.LogWriter
 	store        *storage.Store
 	tls          *tls.Config
 
@@ -191,6 +192,7 @@ func (n *Node) openStorage(ctx context.Context) error {
 	}
 	n.store = storage.NewStore(storage.StoreConfig{FSM: n.fsm, Blobs: n.blobs, Raft: n.raft,
 		Logger: n.log, BcryptCost: n.cfg.BcryptCost, Replicator: n.repl})
+	n.maillog = storage.NewLogWriter(n.store, n.log)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if n.cfg.Join != "" && n.raft.Status().LastLogIndex == 0 {
@@ -453,6 +455,13 @@ func (n *Node) sweepLoop() {
 			if k := n.store.SweepBlobs(time.Hour); k > 0 {
 				n.log.Info("removed unreferenced blobs", "count", k)
 			}
+			if n.raft.IsLeader() && n.cfg.LogRetention > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				if err := n.store.LogPrune(ctx, time.Now().Add(-n.cfg.LogRetention)); err != nil {
+					n.log.Warn("prune mail log", "err", err)
+				}
+				cancel()
+			}
 		}
 	}
 }
@@ -473,6 +482,9 @@ func (n *Node) Close() error {
 	case <-n.stopSweep:
 	default:
 		close(n.stopSweep)
+	}
+	if n.maillog != nil {
+		n.maillog.Close()
 	}
 	if n.repl != nil {
 		n.repl.Close()

@@ -1,4 +1,0 @@
-package node
-
-func (n *Node) startServices() error      { return nil }
-func (n *Node) ListenerSummary() []string { return nil }
