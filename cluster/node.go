@@ -69,6 +69,7 @@ type Node struct {
 	events    *eventLog
 	gossip    *Gossip
 	drillStop func()
+	vipHeld   func() bool
 }
 
 // Open starts Raft over fsm. A data folder with no Raft state bootstraps a
@@ -329,6 +330,7 @@ type Status struct {
 	LastLogIndex uint64 `json:"last_log_index"`
 	Voters       int    `json:"voters"`
 	GossipAddr   string `json:"gossip_addr,omitempty"`
+	HoldsVIP     bool   `json:"holds_vip,omitempty"`
 }
 
 // Status reports Raft's view of this node.
@@ -338,6 +340,9 @@ func (n *Node) Status() Status {
 		CommitIndex: n.r().CommitIndex(), AppliedIndex: n.r().AppliedIndex(), LastLogIndex: n.r().LastIndex()}
 	if n.gossip != nil {
 		st.GossipAddr = n.gossip.Addr()
+	}
+	if n.vipHeld != nil {
+		st.HoldsVIP = n.vipHeld()
 	}
 	stats := n.r().Stats()
 	fmt.Sscan(stats["term"], &st.Term)
@@ -413,6 +418,16 @@ func (n *Node) LeaderAddr() string {
 
 // Gossip is the node's memberlist, nil until StartGossip.
 func (n *Node) Gossip() *Gossip { return n.gossip }
+
+// OnVIPStatus registers how Status learns whether this node holds the VIP.
+func (n *Node) OnVIPStatus(fn func() bool) { n.vipHeld = fn }
+
+// LastLeaderContact is when this node last heard from a leader (zero on
+// the leader itself).
+func (n *Node) LastLeaderContact() time.Time { return n.r().LastContact() }
+
+// LeaderLease is how long a leader keeps leading without quorum contact.
+func (n *Node) LeaderLease() time.Duration { return n.rc.LeaderLeaseTimeout }
 
 // NodeID is this node's ID.
 func (n *Node) NodeID() string { return n.cfg.NodeID }

@@ -24,6 +24,7 @@ type Member struct {
 	Gossip       string `json:"gossip,omitempty"` // alive, suspect, dead (memberlist's view from this node)
 	DiskFree     uint64 `json:"disk_free_bytes,omitempty"`
 	Witness      bool   `json:"witness,omitempty"`
+	HoldsVIP     bool   `json:"holds_vip,omitempty"`
 	Error        string `json:"error,omitempty"`
 	Term         uint64 `json:"term"`
 	CommitIndex  uint64 `json:"commit_index"`
@@ -39,6 +40,8 @@ type ClusterStatus struct {
 	Leader  string          `json:"leader"`
 	Term    uint64          `json:"term"`
 	Quorum  int             `json:"quorum"`
+	VIP     string          `json:"vip,omitempty"`        // the virtual addresses, if configured
+	VIPHeld string          `json:"vip_holder,omitempty"` // who holds them now
 	Members []Member        `json:"members"`
 	Events  []cluster.Event `json:"events"`
 	Time    time.Time       `json:"time"`
@@ -55,7 +58,8 @@ func (n *Node) ClusterStatus(ctx context.Context) ClusterStatus {
 	st := ClusterStatus{Node: self.NodeID, Leader: self.LeaderID, Term: self.Term, Quorum: n.raft.Quorum(),
 		Events: n.raft.Events(), Time: time.Now().UTC()}
 	st.Members = append(st.Members, Member{ID: self.NodeID, Addr: n.raft.Addr(), Voter: true, Self: true,
-		Role: self.State, Health: "ok", Term: self.Term, CommitIndex: self.CommitIndex, AppliedIndex: self.AppliedIndex})
+		Role: self.State, Health: "ok", Term: self.Term, CommitIndex: self.CommitIndex, AppliedIndex: self.AppliedIndex,
+		HoldsVIP: self.HoldsVIP})
 	peers := n.raft.Peers()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -71,6 +75,7 @@ func (n *Node) ClusterStatus(ctx context.Context) ClusterStatus {
 				m.Health, m.Error, m.Role = "unreachable", err.Error(), "unknown"
 			} else {
 				m.Role, m.Term, m.CommitIndex, m.AppliedIndex = ps.State, ps.Term, ps.CommitIndex, ps.AppliedIndex
+				m.HoldsVIP = ps.HoldsVIP
 			}
 			mu.Lock()
 			st.Members = append(st.Members, m)
@@ -101,6 +106,15 @@ func (n *Node) ClusterStatus(ctx context.Context) ClusterStatus {
 			} else {
 				m.Gossip = "dead"
 			}
+		}
+	}
+	st.VIP = strings.Trim(n.cfg.VIP4+" "+n.cfg.VIP6, " ")
+	for _, m := range st.Members {
+		if m.HoldsVIP {
+			if st.VIPHeld != "" {
+				st.VIPHeld += ","
+			}
+			st.VIPHeld += m.ID
 		}
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })

@@ -41,6 +41,8 @@ type Config struct {
 	// VIP4 and VIP6 are the virtual addresses ("10.0.0.100/24") the leader
 	// holds on VIPInterface (DESIGN §4).
 	VIP4, VIP6, VIPInterface string
+	// VIPLifetime is the kernel-enforced lease of the VIP (default 1 s).
+	VIPLifetime time.Duration
 	// Witness runs a Raft voter that keeps no mail and serves no clients
 	// (DESIGN §5): a pair plus a witness survives the loss of any one box.
 	Witness bool

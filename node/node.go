@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tandemmail/tandem/cluster"
+	"github.com/tandemmail/tandem/hardware"
 	"github.com/tandemmail/tandem/storage"
 	"github.com/tandemmail/tandem/webui"
 )
@@ -123,6 +124,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	} else if err := n.startServices(); err != nil {
 		n.Close()
 		return nil, err
+	}
+	if !cfg.Witness && (cfg.VIP4 != "" || cfg.VIP6 != "") {
+		if err := n.startVIP(); err != nil {
+			n.Close()
+			return nil, err
+		}
 	}
 	n.wg.Add(1)
 	go n.sweepLoop()
@@ -418,6 +425,30 @@ func (n *Node) serveHTTP(name string, srv *http.Server, l net.Listener) {
 		defer cancel()
 		return srv.Shutdown(ctx)
 	})
+}
+
+// startVIP opens the interface and lets the VIP follow leadership.
+func (n *Node) startVIP() error {
+	if n.raft.Mux() == nil {
+		return errors.New("--vip needs a cluster: give --cluster-addr")
+	}
+	vc, err := hardware.ParseVIP(n.cfg.VIP4, n.cfg.VIP6, n.cfg.VIPInterface)
+	if err != nil {
+		return err
+	}
+	vc.Lifetime = n.cfg.VIPLifetime
+	if vc.Lifetime <= 0 {
+		vc.Lifetime = time.Second
+	}
+	vc.Logger = n.log
+	lease, err := hardware.New(vc)
+	if err != nil {
+		return err
+	}
+	n.raft.OnVIPStatus(lease.Held)
+	n.wg.Add(1)
+	go n.vipLoop(lease, vc.Lifetime)
+	return nil
 }
 
 // witnessLoop hands leadership to a data node whenever the witness wins an

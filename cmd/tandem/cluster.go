@@ -13,6 +13,8 @@ type clusterStatus struct {
 	Leader  string `json:"leader"`
 	Term    uint64 `json:"term"`
 	Quorum  int    `json:"quorum"`
+	VIP     string `json:"vip"`
+	VIPHeld string `json:"vip_holder"`
 	Members []struct {
 		ID           string `json:"id"`
 		Addr         string `json:"addr"`
@@ -52,6 +54,9 @@ func (c *cli) cluster(args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "leader %s, term %d, quorum %d of %d\n", dash(st.Leader), st.Term, st.Quorum, len(st.Members))
+		if st.VIP != "" {
+			fmt.Fprintf(c.stdout, "virtual IP %s held by %s\n", st.VIP, dash(st.VIPHeld))
+		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NODE\tADDRESS\tROLE\tVOTER\tHEALTH\tAPPLIED\tLAG")
 		for _, m := range st.Members {

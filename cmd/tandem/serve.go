@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/tandemmail/tandem/node"
 )
@@ -40,7 +41,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.ClusterSecret, "cluster-secret", "", "the cluster's secret (needed to join; see 'tandem cluster join')")
 	fs.BoolVar(&cfg.AllowInsecureAuth, "allow-insecure-auth", false, "accept passwords without TLS (testing only)")
 	fs.Int64Var(&cfg.MaxMessageBytes, "max-message-size", cfg.MaxMessageBytes, "largest message accepted, in bytes")
+	fs.StringVar(&cfg.VIP4, "vip", "", "virtual IPv4 address the leader holds, e.g. 10.0.0.100/24")
+	fs.StringVar(&cfg.VIP6, "vip6", "", "virtual IPv6 address the leader holds, e.g. fd00::100/64")
+	fs.StringVar(&cfg.VIPInterface, "vip-iface", "", "interface that carries the virtual addresses")
+	fs.DurationVar(&cfg.VIPLifetime, "vip-lifetime", time.Second, "kernel-enforced lease of the virtual addresses (whole seconds)")
 	fs.BoolVar(&cfg.Witness, "witness", false, "run as a witness (see 'tandem witness')")
+	fs.DurationVar(&cfg.LogRetention, "log-retention", cfg.LogRetention, "how long the mail log and delivery transcripts are kept")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -2,39 +2,13 @@ package e2e
 
 import (
 	"crypto/tls"
-	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-smtp"
 )
-
-// sendMX delivers count messages over one SMTP connection to the MX
-// listener and reports each Message-ID that got "250".
-func sendMX(addr string, conn, count int, rcpt string, acked func(id string)) error {
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.Hello("client.example.org"); err != nil {
-		return err
-	}
-	for i := 0; i < count; i++ {
-		id := fmt.Sprintf("<c%02d-m%03d@client.example.org>", conn, i)
-		body := fmt.Sprintf("From: sender@client.example.org\r\nTo: %s\r\nSubject: load %d/%d\r\nMessage-ID: %s\r\n\r\n%s\r\n",
-			rcpt, conn, i, id, strings.Repeat("durable mail line\r\n", 20))
-		if err := c.SendMail("sender@client.example.org", []string{rcpt}, strings.NewReader(body)); err != nil {
-			return fmt.Errorf("message %s: %w", id, err)
-		}
-		acked(id)
-	}
-	return c.Quit()
-}
 
 // imapLogin opens an IMAP session over STARTTLS.
 func imapLogin(t testing.TB, addr, user, pw string) *imapclient.Client {
