@@ -15,6 +15,7 @@ table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem .6
 h1{font-weight:600}code{background:#f3f3f3;padding:0 .3rem}</style></head>
 <body><h1>Tandem mail server</h1>
 <p>Node <code>{{.NodeID}}</code> ({{.Hostname}}), version {{.Version}}, up {{.Uptime}}.</p>
+<p><a href="/cluster">Cluster status</a></p>
 <table><tr><th>Raft state</th><td>{{.Raft.State}} (term {{.Raft.Term}}, applied index {{.Raft.AppliedIndex}})</td></tr>
 <tr><th>Domains</th><td>{{.Domains}}</td></tr><tr><th>Accounts</th><td>{{.Accounts}}</td></tr>
 {{range $k, $v := .Listeners}}<tr><th>{{$k}}</th><td>{{$v}}</td></tr>{{end}}</table>
@@ -35,6 +36,7 @@ func (n *Node) httpHandler() http.Handler {
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(map[string]any{"ok": code == http.StatusOK, "state": st.State, "time": time.Now().UTC()})
 	})
+	n.clusterHandlers(mux)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")

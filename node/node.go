@@ -121,6 +121,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Witness {
 		n.wg.Add(1)
 		go n.witnessLoop()
+		if err := n.startHTTP(); err != nil {
+			n.Close()
+			return nil, err
+		}
 	} else if err := n.startServices(); err != nil {
 		n.Close()
 		return nil, err

@@ -92,15 +92,6 @@ func (n *Node) startServices() error {
 		}
 		listeners = append(listeners, l)
 	}
-	var httpL net.Listener
-	if n.cfg.HTTPAddr != "" {
-		l, err := n.listen("http", "--http-addr", n.cfg.HTTPAddr)
-		if err != nil {
-			closeAll()
-			return err
-		}
-		httpL = l
-	}
 	closed := map[protocolServer]bool{}
 	for i, s := range services {
 		s, l := s, listeners[i]
@@ -122,10 +113,20 @@ func (n *Node) startServices() error {
 			}
 		}()
 	}
-	if httpL != nil {
-		n.serveHTTP("http", &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}, httpL)
+	return n.startHTTP()
+}
+
+// startHTTP serves the status pages and health check (also on a witness).
+func (n *Node) startHTTP() error {
+	if n.cfg.HTTPAddr == "" {
+		return nil
 	}
+	l, err := n.listen("http", "--http-addr", n.cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	n.serveHTTP("http", &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}, l)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/http"
 	"net"
 	"os"
 	"os/exec"
@@ -486,5 +487,26 @@ func TestLeaderPartitioned(t *testing.T) {
 	if h := c.vipHolders(); len(h) != 1 || h[0] != newHolder {
 		t.Fatalf("VIP holders after healing: %v", h)
 	}
+	// The status page on every node shows the failover and the VIP holder.
+	for _, h := range []string{"n1", "n2", "n3"} {
+		page, err := c.httpGet("http://" + c.net.Hosts[h].V4 + ":8080/cluster")
+		if err != nil || !strings.Contains(page, "held by <strong>"+newHolder) || !strings.Contains(page, "election") {
+			t.Errorf("status page on %s: %v\n%s", h, err, page)
+		}
+	}
 	c.checkAcked(t, l.stop())
+}
+
+// httpGet fetches a page from the client namespace.
+func (c *cluster) httpGet(url string) (string, error) {
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return c.net.Dial(ctx, "client", addr) },
+	}}
+	resp, err := cl.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
