@@ -19,6 +19,7 @@ type Store interface {
 	ResolveRecipient(addr string) ([]uint64, error)
 	SenderAllowed(accountID uint64, addr string) bool
 	QuotaExceeded(accountID uint64, size int64) bool
+	SpaceLow(need int64) bool
 	PutBlob(r io.Reader) (*storage.Blob, error)
 	Deliver(ctx context.Context, b *storage.Blob, accountIDs []uint64, internalDate time.Time) error
 	OpenBlob(sha string) (*os.File, error)
@@ -166,6 +167,9 @@ func (d *Delivery) addRcpt(ctx context.Context, addr string) error {
 		return reject(501, [3]int{5, 1, 3}, "Bad recipient address syntax", err)
 	case err != nil:
 		return storageReject(fmt.Errorf("resolve %s: %w", a, err))
+	}
+	if d.p.cfg.Store.SpaceLow(d.env.Size) {
+		return reject(452, [3]int{4, 3, 1}, "Insufficient system storage", nil) // RELIABILITY #5
 	}
 	for _, id := range ids {
 		if d.p.cfg.Store.QuotaExceeded(id, d.env.Size) {

@@ -40,6 +40,7 @@ type Store struct {
 
 	bcryptCost int
 	repl       *BlobReplicator
+	minFree    int64
 }
 
 // StoreConfig configures a Store.
@@ -53,6 +54,9 @@ type StoreConfig struct {
 	Now        func() time.Time
 	// Replicator copies blobs to peers; nil on a single node.
 	Replicator *BlobReplicator
+	// MinFree is the disk reserve below which mail is refused (default
+	// MinFreeBytes).
+	MinFree int64
 }
 
 // NewStore wires the FSM, the blob files and the Raft applier.
@@ -75,6 +79,10 @@ func NewStore(cfg StoreConfig) *Store {
 		done:    make(chan struct{}),
 	}
 	s.bcryptCost = cfg.BcryptCost
+	s.minFree = cfg.MinFree
+	if s.minFree == 0 {
+		s.minFree = MinFreeBytes
+	}
 	s.repl = cfg.Replicator
 	if s.repl != nil {
 		blobs := cfg.Blobs
@@ -771,6 +779,9 @@ func (s *Store) Append(ctx context.Context, accountID uint64, mailbox string, bo
 	mb, err := s.Mailbox(accountID, mailbox)
 	if err != nil {
 		return Message{}, 0, err
+	}
+	if s.SpaceLow(0) {
+		return Message{}, 0, ErrNoSpace
 	}
 	b, err := s.PutBlob(body)
 	if err != nil {
