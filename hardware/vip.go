@@ -267,16 +267,18 @@ func (l *Lease) Close() error {
 
 // announce tells the segment the VIP's new MAC: gratuitous ARP for IPv4,
 // unsolicited neighbour advertisements with the override flag for IPv6
-// (RFC 4861 §7.2.6), a few times in case one is lost.
+// (RFC 4861 §7.2.6). Repeated over a few seconds with growing gaps: a
+// client whose address resolution was under way during the move, or that
+// missed a packet, is caught by a later one.
 func (l *Lease) announce(ctx context.Context) {
-	for i := 0; i < 3; i++ {
+	for _, gap := range []time.Duration{100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 500, 1000, 2000} {
 		if err := l.inNetns(l.announceOnce); err != nil {
 			l.log.Warn("announce virtual IP", "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(150 * time.Millisecond):
+		case <-time.After(gap * time.Millisecond):
 		}
 	}
 }

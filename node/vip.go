@@ -14,10 +14,16 @@ import (
 func (n *Node) vipLoop(vip hardware.VIP, lifetime time.Duration) {
 	defer n.wg.Done()
 	var lastContact time.Time
-	// Beyond the lifetime: the old leader may renew until raft notices the
-	// lost quorum (up to two lease checks) and the kernel checks expiry a
-	// little late.
-	margin := 2*n.raft.LeaderLease() + 100*time.Millisecond
+	// Beyond the lifetime, a margin for the two ways an old holder can
+	// outlive its last contact with us:
+	//  - hung or dead: it stopped renewing when it stopped heartbeating, so
+	//    the kernel drops the VIP a lifetime after our last contact, plus
+	//    the kernel's expiry timer slack (well under 100 ms);
+	//  - cut off but alive: it steps down within two leader leases and its
+	//    renewal loop deletes the VIP within a quarter lifetime after that,
+	//    i.e. before lifetime + one lease has passed (lease 300 ms, lifetime
+	//    1 s: by 850 ms against our 1.4 s).
+	margin := n.raft.LeaderLease() + 100*time.Millisecond
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	acquiring := false

@@ -194,12 +194,22 @@ func (r *BlobReplicator) pool(addr string) chan net.Conn {
 }
 
 func (r *BlobReplicator) conn(ctx context.Context, addr string) (net.Conn, error) {
-	select {
-	case c := <-r.pool(addr):
-		return c, nil
-	default:
+	c, _, err := r.connPooled(ctx, addr, false)
+	return c, err
+}
+
+// connPooled returns an idle connection to addr (pooled true) unless fresh
+// is asked for, else dials a new one.
+func (r *BlobReplicator) connPooled(ctx context.Context, addr string, fresh bool) (net.Conn, bool, error) {
+	if !fresh {
+		select {
+		case c := <-r.pool(addr):
+			return c, true, nil
+		default:
+		}
 	}
-	return r.mux.Dial(ctx, addr, cluster.ChanBlob)
+	c, err := r.mux.Dial(ctx, addr, cluster.ChanBlob)
+	return c, false, err
 }
 
 func (r *BlobReplicator) put(addr string, c net.Conn) {
@@ -290,17 +300,28 @@ func (r *BlobReplicator) Replicate(ctx context.Context, sha string, size int64) 
 	return fmt.Errorf("replicate blob %s: %d of %d peers have it: %w", sha[:12], ok, need, errors.Join(errs...))
 }
 
+// push sends a blob to one peer. A pooled connection may be stale (the
+// peer restarted since it was made): then the push is tried once more on a
+// fresh connection before the peer counts as failed.
 func (r *BlobReplicator) push(ctx context.Context, addr, sha string, raw []byte, size int64) (byte, error) {
+	st, pooled, err := r.pushOnce(ctx, addr, sha, raw, size, false)
+	if err != nil && pooled {
+		st, _, err = r.pushOnce(ctx, addr, sha, raw, size, true)
+	}
+	return st, err
+}
+
+func (r *BlobReplicator) pushOnce(ctx context.Context, addr, sha string, raw []byte, size int64, fresh bool) (byte, bool, error) {
 	f, err := r.blobs.Open(sha)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer f.Close()
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	c, err := r.conn(dctx, addr)
+	c, pooled, err := r.connPooled(dctx, addr, fresh)
 	cancel()
 	if err != nil {
-		return 0, fmt.Errorf("push %s to %s: %w", sha[:12], addr, err)
+		return 0, false, fmt.Errorf("push %s to %s: %w", sha[:12], addr, err)
 	}
 	dl := time.Now().Add(30 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
@@ -323,14 +344,14 @@ func (r *BlobReplicator) push(ctx context.Context, addr, sha string, raw []byte,
 	}
 	if err != nil {
 		c.Close()
-		return 0, fmt.Errorf("push %s to %s: %w", sha[:12], addr, err)
+		return 0, pooled, fmt.Errorf("push %s to %s: %w", sha[:12], addr, err)
 	}
 	c.SetDeadline(time.Time{})
 	r.put(addr, c)
 	if status[0] != blobOK && status[0] != blobWitness {
-		return 0, fmt.Errorf("push %s to %s: peer could not store it", sha[:12], addr)
+		return 0, false, fmt.Errorf("push %s to %s: peer could not store it", sha[:12], addr)
 	}
-	return status[0], nil
+	return status[0], false, nil
 }
 
 // Fetch copies a blob from the first peer that has it.

@@ -41,17 +41,34 @@ func TestBenchFailover(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		killed := time.Now()
 		c.nodes[leader[0]].kill()
+		vipMoved := make(chan time.Duration, 1)
+		go func() {
+			for time.Since(killed) < 20*time.Second {
+				if h := c.vipHolders(); len(h) == 1 && h[0] != leader[0] {
+					vipMoved <- time.Since(killed)
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			vipMoved <- 0
+		}()
 		var took time.Duration
 		waitFor(t, "first 250 on the VIP", 20*time.Second, func() bool {
-			if c.send(net.JoinHostPort(vip4, "25"), "ha@example.test", fmt.Sprintf("<fo-%d-%d@client.test>", i, time.Now().UnixNano())) == nil {
+			t0 := time.Now()
+			err := c.send(net.JoinHostPort(vip4, "25"), "ha@example.test", fmt.Sprintf("<fo-%d-%d@client.test>", i, time.Now().UnixNano()))
+			if err == nil {
 				took = time.Since(killed)
 				return true
+			}
+			if os.Getenv("TANDEM_BENCH_DEBUG") != "" {
+				t.Logf("  probe at %v took %v: %v", t0.Sub(killed).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), err)
 			}
 			return false
 		})
 		l.stop()
 		times = append(times, took)
-		t.Logf("run %d: %s killed, first 250 on the VIP after %v", i+1, leader[0], took.Round(time.Millisecond))
+		t.Logf("run %d: %s killed, VIP moved after %v, first 250 on the VIP after %v", i+1, leader[0],
+			(<-vipMoved).Round(time.Millisecond), took.Round(time.Millisecond))
 		c.start(leader[0], false)
 		waitFor(t, "three healthy members", 30*time.Second, func() bool {
 			out, err := c.cli(leader[0], "cluster", "status", "--json")
