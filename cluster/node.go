@@ -70,6 +70,7 @@ type Node struct {
 	gossip    *Gossip
 	drillStop func()
 	vipHeld   func() bool
+	codec     ResponseCodec
 }
 
 // Open starts Raft over fsm. A data folder with no Raft state bootstraps a

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -19,12 +20,15 @@ type rpcRequest struct {
 	Addr string `json:"addr,omitempty"`
 	// Voter false joins as a non-voter (catching up before it counts).
 	Voter bool `json:"voter,omitempty"`
+	// Cmd is a command forwarded for the leader to commit.
+	Cmd []byte `json:"cmd,omitempty"`
 }
 
 type rpcResponse struct {
 	Error  string  `json:"error,omitempty"`
 	Leader string  `json:"leader,omitempty"` // where to retry when this node does not lead
 	Status *Status `json:"status,omitempty"`
+	Result []byte  `json:"result,omitempty"`
 }
 
 var errRedirect = errors.New("not the leader")
@@ -33,7 +37,7 @@ func (n *Node) serveRPC(c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	var req rpcRequest
-	if err := json.NewDecoder(c).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(c, 64<<20)).Decode(&req); err != nil {
 		json.NewEncoder(c).Encode(rpcResponse{Error: "bad request: " + err.Error()})
 		return
 	}
@@ -73,6 +77,21 @@ func (n *Node) handleRPC(req rpcRequest) rpcResponse {
 		}
 		n.log.Info("node joined the cluster", "peer", req.ID, "addr", req.Addr, "voter", req.Voter)
 		return rpcResponse{}
+	case "apply":
+		if n.codec == nil {
+			return rpcResponse{Error: "this node does not take forwarded writes"}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout)
+		defer cancel()
+		v, err := n.Apply(ctx, req.Cmd)
+		if err != nil {
+			return rpcResponse{Error: err.Error()}
+		}
+		b, err := n.codec(v)
+		if err != nil {
+			return rpcResponse{Error: err.Error()}
+		}
+		return rpcResponse{Result: b}
 	case "transfer":
 		if err := n.TransferLeadership(req.ID); err != nil {
 			return rpcResponse{Error: err.Error()}
@@ -242,3 +261,24 @@ func (n *Node) AskStop(ctx context.Context, addr string) error {
 
 // OnDrillStop registers what a "drill-stop" request does on this node.
 func (n *Node) OnDrillStop(fn func()) { n.drillStop = fn }
+
+// ResponseCodec turns FSM responses into bytes for a forwarded write.
+type ResponseCodec func(resp any) ([]byte, error)
+
+// SetResponseCodec enables write forwarding: a follower's writes are
+// committed by the leader, which answers with the encoded FSM response.
+func (n *Node) SetResponseCodec(c ResponseCodec) { n.codec = c }
+
+// Forward commits cmd on the leader (from a follower) and returns the
+// encoded response.
+func (n *Node) Forward(ctx context.Context, cmd []byte) ([]byte, error) {
+	leader := n.LeaderAddr()
+	if leader == "" || n.mux == nil {
+		return nil, ErrNotLeader
+	}
+	resp, err := n.call(ctx, leader, rpcRequest{Op: "apply", Cmd: cmd})
+	if err != nil {
+		return nil, fmt.Errorf("%w: forward to the leader: %v", ErrUnavailable, err)
+	}
+	return resp.Result, nil
+}

@@ -234,6 +234,24 @@ func (n *Node) Drill(ctx context.Context, o DrillOptions) (DrillReport, error) {
 	}
 
 	deadline := start.Add(o.Timeout)
+	vipDone := make(chan int64, 1)
+	if n.cfg.VIP4 != "" || n.cfg.VIP6 != "" {
+		go func() {
+			for time.Now().Before(deadline) {
+				cctx, cancel := context.WithTimeout(ctx, time.Second)
+				cs := n.ClusterStatus(cctx)
+				cancel()
+				if cs.VIPHeld != "" && cs.VIPHeld != rep.OldLeader && !strings.Contains(cs.VIPHeld, ",") {
+					vipDone <- time.Since(start).Milliseconds()
+					return
+				}
+				time.Sleep(25 * time.Millisecond)
+			}
+			vipDone <- 0
+		}()
+	} else {
+		vipDone <- 0
+	}
 	for time.Now().Before(deadline) {
 		if cur := n.raft.Status().LeaderID; cur != "" && cur != rep.OldLeader {
 			rep.NewLeader = cur
@@ -260,6 +278,10 @@ func (n *Node) Drill(ctx context.Context, o DrillOptions) (DrillReport, error) {
 		rep.SMTPMs = time.Duration(f - start.UnixNano()).Milliseconds()
 	} else {
 		rep.Notes = append(rep.Notes, "SMTP did not answer 250 through the new leader within the timeout")
+	}
+	rep.VIPMs = <-vipDone
+	if rep.VIPMs == 0 && (n.cfg.VIP4 != "" || n.cfg.VIP6 != "") {
+		rep.Notes = append(rep.Notes, "the virtual IP did not settle on one new node within the timeout")
 	}
 	time.Sleep(o.Settle)
 	stopLoad()
@@ -292,7 +314,8 @@ func (n *Node) Drill(ctx context.Context, o DrillOptions) (DrillReport, error) {
 			rep.Duplicates += found[id] - 1
 		}
 	}
-	rep.Passed = err == nil && rep.Lost == 0 && rep.NewLeader != "" && rep.SMTPMs > 0
+	rep.Passed = err == nil && rep.Lost == 0 && rep.NewLeader != "" && rep.SMTPMs > 0 &&
+		(rep.VIPMs > 0 || (n.cfg.VIP4 == "" && n.cfg.VIP6 == ""))
 	return rep, nil
 }
 

@@ -201,8 +201,13 @@ func (n *Node) openStorage(ctx context.Context) error {
 	} else if n.cfg.Witness {
 		return errors.New("a witness needs --cluster-addr")
 	}
-	n.store = storage.NewStore(storage.StoreConfig{FSM: n.fsm, Blobs: n.blobs, Raft: n.raft,
-		Logger: n.log, BcryptCost: n.cfg.BcryptCost, Replicator: n.repl})
+	scfg := storage.StoreConfig{FSM: n.fsm, Blobs: n.blobs, Raft: n.raft,
+		Logger: n.log, BcryptCost: n.cfg.BcryptCost, Replicator: n.repl}
+	if n.raft.Mux() != nil {
+		n.raft.SetResponseCodec(storage.EncodeResponse)
+		scfg.Forwarder = n.raft
+	}
+	n.store = storage.NewStore(scfg)
 	n.maillog = storage.NewLogWriter(n.store, n.log)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()

@@ -2,10 +2,12 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tandemmail/tandem/storage"
 	"github.com/tandemmail/tandem/storage/storetest"
 )
 
@@ -68,5 +70,22 @@ func TestReplicatedDelivery(t *testing.T) {
 	})
 	if _, err := d.Store.Authenticate(context.Background(), "r@example.com", "pw"); err != nil {
 		t.Fatalf("account not replicated: %v", err)
+	}
+	// Writes made on a follower are forwarded to the leader, errors keep
+	// their identity, and results come back typed.
+	acct2, err := b.Store.AddAccount(context.Background(), storage.NewAccount{Address: "f@example.com", Password: "pw"})
+	if err != nil || acct2.Address != "f@example.com" {
+		t.Fatalf("add account on a follower: %+v %v", acct2, err)
+	}
+	if _, err := c.Store.AddAccount(context.Background(), storage.NewAccount{Address: "f@example.com", Password: "pw"}); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("duplicate via follower: %v", err)
+	}
+	mb, err := c.Store.CreateMailbox(context.Background(), acct.ID, "Forwarded/Sub", "")
+	if err != nil || mb.Name != "Forwarded/Sub" {
+		t.Fatalf("create mailbox on a follower: %+v %v", mb, err)
+	}
+	changed, _, err := c.Store.StoreFlags(context.Background(), inbox.ID, []uint32{1}, storage.FlagsAdd, []string{`\Seen`}, 0)
+	if err != nil || len(changed) != 1 {
+		t.Fatalf("store flags on a follower: %+v %v", changed, err)
 	}
 }

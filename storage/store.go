@@ -41,6 +41,7 @@ type Store struct {
 	bcryptCost int
 	repl       *BlobReplicator
 	minFree    int64
+	fwd        Forwarder
 }
 
 // StoreConfig configures a Store.
@@ -54,6 +55,9 @@ type StoreConfig struct {
 	Now        func() time.Time
 	// Replicator copies blobs to peers; nil on a single node.
 	Replicator *BlobReplicator
+	// Forwarder commits writes made on a follower on the leader (nil:
+	// followers refuse writes with ErrNotLeader).
+	Forwarder Forwarder
 	// MinFree is the disk reserve below which mail is refused (default
 	// MinFreeBytes).
 	MinFree int64
@@ -79,6 +83,7 @@ func NewStore(cfg StoreConfig) *Store {
 		done:    make(chan struct{}),
 	}
 	s.bcryptCost = cfg.BcryptCost
+	s.fwd = cfg.Forwarder
 	s.minFree = cfg.MinFree
 	if s.minFree == 0 {
 		s.minFree = MinFreeBytes
@@ -146,6 +151,13 @@ func (s *Store) apply(ctx context.Context, t CommandType, payload any) (any, err
 		return nil, err
 	}
 	resp, err := s.raft.Apply(ctx, cmd)
+	if errors.Is(err, ErrNotLeader) && s.fwd != nil && forwardable[t] {
+		raw, ferr := s.fwd.Forward(ctx, cmd)
+		if ferr != nil {
+			return nil, ferr
+		}
+		resp, err = decodeResponse(t, raw)
+	}
 	if err != nil {
 		return nil, err
 	}

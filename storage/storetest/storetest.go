@@ -86,8 +86,13 @@ func OpenNode(tb testing.TB, o NodeOptions) *Env {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	st := storage.NewStore(storage.StoreConfig{FSM: fsm, Blobs: blobs, Raft: node, Logger: log,
-		BcryptCost: bcrypt.MinCost, Replicator: repl})
+	scfg := storage.StoreConfig{FSM: fsm, Blobs: blobs, Raft: node, Logger: log,
+		BcryptCost: bcrypt.MinCost, Replicator: repl}
+	if o.Bind != "" {
+		node.SetResponseCodec(storage.EncodeResponse)
+		scfg.Forwarder = node
+	}
+	st := storage.NewStore(scfg)
 	return &Env{Dir: dir, FSM: fsm, Blobs: blobs, Raft: node, Store: st, Repl: repl}
 }
 
