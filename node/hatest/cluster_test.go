@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
 )
 
@@ -333,12 +335,56 @@ func (c *cluster) messageIDs(addr, user, pw string) (map[string]int, error) {
 	return out, nil
 }
 
+// imapMessageIDs reads every Message-ID in INBOX over IMAP (STARTTLS)
+// through addr from the client namespace, and checks UIDs strictly rise.
+func (c *cluster) imapMessageIDs(addr, user, pw string) (map[string]int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	raw, err := c.net.Dial(ctx, "client", addr)
+	if err != nil {
+		return nil, err
+	}
+	raw.SetDeadline(time.Now().Add(60 * time.Second))
+	cl, err := imapclient.NewStartTLS(raw, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	defer cl.Close()
+	if err := cl.Login(user, pw).Wait(); err != nil {
+		return nil, err
+	}
+	sel, err := cl.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	if sel.NumMessages == 0 {
+		return out, nil
+	}
+	var ss imap.SeqSet
+	ss.AddRange(1, sel.NumMessages)
+	msgs, err := cl.Fetch(ss, &imap.FetchOptions{UID: true, Envelope: true}).Collect()
+	if err != nil {
+		return nil, err
+	}
+	var last imap.UID
+	for _, m := range msgs {
+		if m.UID <= last {
+			return nil, fmt.Errorf("UID %d after %d: not strictly increasing", m.UID, last)
+		}
+		last = m.UID
+		out["<"+m.Envelope.MessageID+">"]++
+	}
+	return out, nil
+}
+
 func (c *cluster) checkAcked(t *testing.T, acked map[string]bool) {
 	t.Helper()
 	var found map[string]int
 	var err error
 	waitFor(t, "read the mailbox through the VIP", 30*time.Second, func() bool {
-		found, err = c.messageIDs(net.JoinHostPort(vip4, "995"), "ha@example.test", "pw")
+		found, err = c.imapMessageIDs(net.JoinHostPort(vip4, "143"), "ha@example.test", "pw")
 		if err != nil {
 			return false
 		}
@@ -397,6 +443,29 @@ func leaderOf(c *cluster, via string) string {
 	return rest[:strings.IndexByte(rest, '"')]
 }
 
+// watchVIP asserts, for the whole test, that no two nodes ever hold the
+// VIP at once (sampled every 10 ms).
+func (c *cluster) watchVIP(t *testing.T) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			if h := c.vipHolders(); len(h) > 1 {
+				t.Errorf("two nodes hold the VIP at once: %v", h)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); wg.Wait() })
+}
+
 func threeNodes(t *testing.T) *cluster {
 	c := newCluster(t, "n1", "n2", "n3")
 	c.start("n1", false)
@@ -409,6 +478,7 @@ func threeNodes(t *testing.T) *cluster {
 		h := c.vipHolders()
 		return len(h) == 1 && h[0] == "n1"
 	})
+	c.watchVIP(t)
 	return c
 }
 
