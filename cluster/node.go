@@ -71,6 +71,8 @@ type Node struct {
 	drillStop func()
 	vipHeld   func() bool
 	codec     ResponseCodec
+
+	vipReleased func(from string)
 }
 
 // Open starts Raft over fsm. A data folder with no Raft state bootstraps a

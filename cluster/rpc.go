@@ -49,6 +49,12 @@ func (n *Node) handleRPC(req rpcRequest) rpcResponse {
 		st := n.Status()
 		return rpcResponse{Status: &st}
 	}
+	if req.Op == "vip-released" {
+		if n.vipReleased != nil {
+			n.vipReleased(req.ID)
+		}
+		return rpcResponse{}
+	}
 	if req.Op == "drill-stop" {
 		if n.drillStop == nil {
 			return rpcResponse{Error: "this node does not take drill-stop requests"}
@@ -281,4 +287,23 @@ func (n *Node) Forward(ctx context.Context, cmd []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: forward to the leader: %v", ErrUnavailable, err)
 	}
 	return resp.Result, nil
+}
+
+// OnVIPReleased registers what to do when a former VIP holder reports that
+// it has deleted the VIP (so a new leader need not wait for its lease).
+func (n *Node) OnVIPReleased(fn func(from string)) { n.vipReleased = fn }
+
+// TellVIPReleased tells the current leader that this node deleted the VIP.
+func (n *Node) TellVIPReleased(ctx context.Context) error {
+	for {
+		if addr := n.LeaderAddr(); addr != "" && n.r().State() != raft.Leader {
+			_, err := n.call(ctx, addr, rpcRequest{Op: "vip-released", ID: n.cfg.NodeID})
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

@@ -27,7 +27,20 @@ func (n *Node) vipLoop(vip hardware.VIP, lifetime time.Duration) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	acquiring := false
+	var acquireCancel context.CancelFunc
 	done := make(chan struct{}, 1)
+	// A holder that stepped down cleanly deletes the VIP and says so: the
+	// new leader then need not wait out its lease (a leadership transfer
+	// moves the VIP in milliseconds).
+	released := make(chan time.Time, 4)
+	var releasedAt time.Time
+	n.raft.OnVIPReleased(func(from string) {
+		n.log.Info("former VIP holder released it", "from", from)
+		select {
+		case released <- time.Now():
+		default:
+		}
+	})
 	for {
 		select {
 		case <-n.stopSweep:
@@ -35,6 +48,12 @@ func (n *Node) vipLoop(vip hardware.VIP, lifetime time.Duration) {
 			return
 		case <-done:
 			acquiring = false
+		case r := <-released:
+			releasedAt = r
+			if acquiring && acquireCancel != nil {
+				acquireCancel() // stop waiting out a lease that is already gone
+			}
+			continue
 		case <-t.C:
 		}
 		leader := n.raft.IsLeader()
@@ -47,16 +66,23 @@ func (n *Node) vipLoop(vip hardware.VIP, lifetime time.Duration) {
 				n.log.Warn("not the leader any more: releasing the virtual IP")
 				if err := vip.Release(); err != nil {
 					n.log.Error("release virtual IP", "err", err)
+				} else {
+					go func() {
+						ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+						defer cancel()
+						n.raft.TellVIPReleased(ctx)
+					}()
 				}
 			}
 		case leader && !vip.Held() && !acquiring:
 			notBefore := time.Time{}
-			if !lastContact.IsZero() {
+			if !lastContact.IsZero() && !releasedAt.After(lastContact.Add(-time.Second)) {
 				notBefore = lastContact.Add(lifetime + margin)
 			}
 			acquiring = true
+			ctx, cancel := context.WithTimeout(context.Background(), lifetime+margin+5*time.Second)
+			acquireCancel = cancel
 			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), lifetime+margin+5*time.Second)
 				defer cancel()
 				if err := vip.Acquire(ctx, notBefore, n.raft.IsLeader); err != nil {
 					n.log.Warn("virtual IP not taken", "err", err)
