@@ -2,510 +2,272 @@ package pop3d
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"strings"
 	"time"
 )
 
-// Line limits: RFC 2449 §4 allows commands of 255 octets; SASL responses
-// may be longer (RFC 5034 §4), up to maxLine.
-const (
-	maxCommand = 255
-	maxLine    = 2048
-	// failDelay slows password guessing and hides whether the user exists.
-	failDelay = 500 * time.Millisecond
-)
-
+// state is the session state of RFC 1939 §3. UPDATE is entered only inside
+// QUIT and needs no value of its own.
 type state int
 
 const (
-	stateAuth  state = iota // AUTHORIZATION
-	stateTrans              // TRANSACTION
+	stateAuthorization state = iota
+	stateTransaction
+)
+
+// Line limits.
+const (
+	// maxCommandLine: RFC 2449 §4 allows command lines of 255 octets,
+	// including the CRLF. It applies to AUTH with an initial response too
+	// (RFC 5034 §4).
+	maxCommandLine = 255
+	// maxSASLLine bounds a client response inside AUTH, which RFC 5034
+	// leaves unbounded; PLAIN needs far less.
+	maxSASLLine = 8 << 10
+	// maxDiscard: an over-long line is skipped up to this size; beyond
+	// it the client is not speaking POP3 and the session ends.
+	maxDiscard = 1 << 20
+	// writeBuffer is the reply buffer; longer replies go out as it fills.
+	writeBuffer = 16 << 10
+)
+
+var (
+	errLineTooLong = errors.New("line too long")
+	errLineAbuse   = errors.New("line far too long")
+	errQuit        = errors.New("session ended by QUIT")
 )
 
 type session struct {
-	srv    *Server
-	conn   net.Conn
-	r      *bufio.Reader
-	w      *bufio.Writer
-	isTLS  bool
-	state  state
-	user   string
-	errors int
+	srv *Server
+	ctx context.Context // cancelled when the session ends or the server closes
+	raw net.Conn        // the TCP connection
+	// conn is raw, or the TLS connection over it after STLS.
+	conn  net.Conn
+	r     *bufio.Reader
+	w     *bufio.Writer
+	isTLS bool
+	ip    string // client_ip for logs
 
+	state  state
+	errors int    // rejected commands so far (Config.MaxErrors)
+	user   string // from USER, waiting for PASS
+
+	// TRANSACTION state.
+	account string // the login name, for logs
 	drop    Maildrop
 	msgs    []MessageInfo
-	deleted []bool
+	deleted []bool // marked by DELE, indexed like msgs
 }
 
-func newSession(s *Server, c net.Conn, isTLS bool) *session {
-	return &session{srv: s, conn: c, r: bufio.NewReaderSize(c, maxLine), w: bufio.NewWriter(c), isTLS: isTLS}
+func newSession(ctx context.Context, srv *Server, c net.Conn) *session {
+	return &session{srv: srv, ctx: ctx, raw: c, conn: c, ip: clientIP(c.RemoteAddr()),
+		r: bufio.NewReaderSize(c, maxSASLLine), w: newReplyWriter(c)}
 }
 
-func (s *session) reply(format string, a ...any) error {
-	s.conn.SetWriteDeadline(time.Now().Add(5 * time.Minute))
-	fmt.Fprintf(s.w, format+"\r\n", a...)
-	return s.w.Flush()
+// deadlineWriter gives every write to the client its own deadline, so a
+// client that stops reading loses the connection after writeTimeout while
+// a long RETR to a slow but live client goes on (RELIABILITY #43).
+type deadlineWriter struct{ conn net.Conn }
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	d.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return d.conn.Write(p)
 }
 
-func (s *session) ok(format string, a ...any) error { return s.reply("+OK "+format, a...) }
-func (s *session) bad(format string, a ...any) error {
-	s.errors++
-	return s.reply("-ERR "+format, a...)
+func newReplyWriter(c net.Conn) *bufio.Writer {
+	return bufio.NewWriterSize(deadlineWriter{c}, writeBuffer)
 }
 
-// readLine returns one line without its CRLF. Over-long lines are consumed
-// to their end and reported with errLong.
-var errLong = errors.New("line too long")
+func (s *session) run(implicitTLS bool) {
+	defer s.release()
+	defer func() {
+		if s.isTLS {
+			s.conn.Close() // a TLS close_notify; the server closes the TCP connection
+		}
+	}()
+	if implicitTLS {
+		if err := s.startTLS(); err != nil {
+			s.srv.log.Debug("pop3 TLS handshake failed", "client_ip", s.ip, "err", err)
+			return
+		}
+	}
+	if s.writeLine("+OK "+s.srv.cfg.Hostname+" POP3 server ready") != nil {
+		return
+	}
+	for {
+		line, err := s.readLine(maxCommandLine)
+		switch {
+		case errors.Is(err, errLineTooLong):
+			err = s.fail("command line too long: RFC 2449 allows 255 octets")
+		case errors.Is(err, errLineAbuse):
+			s.srv.log.Info("pop3 closing session", "client_ip", s.ip, "reason", "line far too long")
+			s.writeLine("-ERR line far too long, closing connection")
+			return
+		case isTimeout(err):
+			// RFC 1939 §3: the autologout timer closes the connection
+			// without entering UPDATE.
+			s.writeLine("-ERR autologout: idle for too long, closing connection")
+			return
+		case err != nil:
+			return
+		default:
+			err = s.execute(line)
+		}
+		if err != nil {
+			if errors.Is(err, errQuit) {
+				return
+			}
+			s.srv.log.Debug("pop3 session ended", "client_ip", s.ip, "err", err)
+			return
+		}
+		if s.errors >= s.srv.cfg.MaxErrors {
+			s.srv.log.Info("pop3 closing session", "client_ip", s.ip, "reason", "too many errors", "user", s.account)
+			s.writeLine("-ERR too many errors, closing connection")
+			return
+		}
+	}
+}
 
-func (s *session) readLine() (string, error) {
+// release ends the session: the maildrop lock goes, nothing is deleted
+// unless QUIT already did it (RFC 1939 §6, RELIABILITY #8).
+func (s *session) release() {
+	if s.drop == nil {
+		return
+	}
+	if err := s.drop.Close(); err != nil {
+		s.srv.log.Warn("pop3 maildrop close", "client_ip", s.ip, "user", s.account, "err", err)
+	}
+	s.drop = nil
+}
+
+// readLine returns one line without its CRLF (a bare LF is accepted too).
+// A line longer than limit octets, CRLF included, is read to its end and
+// reported as errLineTooLong, so the session can answer and go on (RFC 2449
+// §4); memory stays bounded by the reader's buffer.
+func (s *session) readLine(limit int) (string, error) {
 	s.conn.SetReadDeadline(time.Now().Add(s.srv.cfg.IdleTimeout))
 	line, err := s.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
+		n := len(line)
 		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = s.r.ReadSlice('\n')
+			if n > maxDiscard {
+				return "", errLineAbuse
+			}
+			line, err = s.r.ReadSlice('\n')
+			n += len(line)
 		}
 		if err != nil {
 			return "", err
 		}
-		return "", errLong
+		return "", errLineTooLong
 	}
 	if err != nil {
-		return "", err
+		return "", err // a partial last line before EOF is not a command
 	}
-	return string(bytes.TrimRight(line, "\r\n")), nil
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	if len(line)+2 > limit {
+		return "", errLineTooLong
+	}
+	return string(line), nil
 }
 
-func (s *session) run() {
-	defer func() {
-		if s.drop != nil {
-			s.drop.Close() // no QUIT: nothing is deleted (RFC 1939 §6)
-		}
-	}()
-	if s.reply("+OK %s Tandem POP3 server ready", s.srv.cfg.Hostname) != nil {
-		return
-	}
-	for {
-		if s.errors >= s.srv.cfg.MaxErrors {
-			s.reply("-ERR too many errors, closing connection")
-			return
-		}
-		line, err := s.readLine()
-		if errors.Is(err, errLong) {
-			if s.bad("line too long") != nil {
-				return
-			}
-			continue
-		}
-		if err != nil {
-			return
-		}
-		cmd, arg, _ := strings.Cut(line, " ")
-		cmd = strings.ToUpper(cmd)
-		if len(line) > maxCommand && cmd != "AUTH" {
-			if s.bad("command line longer than %d octets", maxCommand) != nil {
-				return
-			}
-			continue
-		}
-		quit, err := s.dispatch(cmd, arg)
-		if err != nil || quit {
-			return
-		}
-	}
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// dispatch runs one command; quit ends the session.
-func (s *session) dispatch(cmd, arg string) (quit bool, err error) {
-	switch cmd {
-	case "CAPA":
-		return false, s.capa()
-	case "QUIT":
-		return true, s.quit()
-	case "NOOP":
-		if s.state != stateTrans {
-			return false, s.bad("NOOP only after login")
-		}
-		return false, s.ok("")
-	}
-	if s.state == stateAuth {
-		switch cmd {
-		case "USER":
-			return false, s.userCmd(arg)
-		case "PASS":
-			return false, s.passCmd(arg)
-		case "AUTH":
-			return false, s.authCmd(arg)
-		case "STLS":
-			return false, s.stls()
-		case "APOP":
-			return false, s.bad("APOP not supported; use USER/PASS or AUTH PLAIN over TLS")
-		case "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET":
-			return false, s.bad("%s needs a login first", cmd)
-		}
-		return false, s.bad("unknown command")
-	}
-	switch cmd {
-	case "STAT":
-		n, size := 0, int64(0)
-		for i, m := range s.msgs {
-			if !s.deleted[i] {
-				n++
-				size += m.Size
-			}
-		}
-		return false, s.ok("%d %d", n, size)
-	case "LIST":
-		return false, s.listCmd(arg, func(m MessageInfo) string { return fmt.Sprint(m.Size) })
-	case "UIDL":
-		return false, s.listCmd(arg, func(m MessageInfo) string { return m.UIDL })
-	case "RETR":
-		i, ok, err := s.msgArg(arg)
-		if !ok {
-			return false, err
-		}
-		return false, s.send(i, -1)
-	case "TOP":
-		num, lines, _ := strings.Cut(arg, " ")
-		i, ok, err := s.msgArg(num)
-		if !ok {
-			return false, err
-		}
-		n, ok := parseNumber(lines)
-		if !ok {
-			return false, s.bad("TOP needs a message number and a line count")
-		}
-		return false, s.send(i, n)
-	case "DELE":
-		i, ok, err := s.msgArg(arg)
-		if !ok {
-			return false, err
-		}
-		s.deleted[i] = true
-		return false, s.ok("message %d deleted", i+1)
-	case "RSET":
-		for i := range s.deleted {
-			s.deleted[i] = false
-		}
-		return false, s.ok("maildrop has %d messages", len(s.msgs))
-	case "USER", "PASS", "AUTH", "STLS", "APOP":
-		return false, s.bad("already logged in")
-	}
-	return false, s.bad("unknown command")
+// writeLine sends a line and everything buffered before it.
+func (s *session) writeLine(line string) error {
+	s.w.WriteString(line)
+	s.w.WriteString("\r\n")
+	return s.w.Flush()
 }
 
-func (s *session) capa() error {
-	caps := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER", "IMPLEMENTATION Tandem"}
-	if s.state == stateAuth {
-		if s.authAllowed() {
+func (s *session) ok(format string, a ...any) error {
+	return s.writeLine("+OK " + fmt.Sprintf(format, a...))
+}
+
+// fail rejects a command the client got wrong; it counts towards
+// Config.MaxErrors.
+func (s *session) fail(format string, a ...any) error {
+	s.errors++
+	return s.writeLine("-ERR " + fmt.Sprintf(format, a...))
+}
+
+// failSys answers a command that failed on our side (RFC 3206 [SYS/TEMP]
+// or [SYS/PERM]); it is not counted against the client.
+func (s *session) failSys(err error, what string) error {
+	code := "SYS/TEMP"
+	if errors.Is(err, ErrPermanent) {
+		code = "SYS/PERM"
+	}
+	return s.writeLine("-ERR [" + code + "] " + what)
+}
+
+// stls implements STLS (RFC 2595 §4), in AUTHORIZATION state only.
+func (s *session) stls(command) error {
+	if s.isTLS {
+		return s.fail("already using TLS")
+	}
+	if s.srv.cfg.TLSConfig == nil {
+		return s.fail("STLS is not available on this server")
+	}
+	if err := s.ok("begin TLS negotiation"); err != nil {
+		return err
+	}
+	// Whatever the client sent after STLS and before the handshake is
+	// thrown away with the old reader, never executed (CVE-2011-0411,
+	// RELIABILITY #16).
+	if n := s.r.Buffered(); n > 0 {
+		s.srv.log.Warn("pop3 discarding data pipelined after STLS", "client_ip", s.ip, "bytes", n)
+	}
+	if err := s.startTLS(); err != nil {
+		return fmt.Errorf("STLS handshake: %w", err)
+	}
+	// RFC 2595 §4: after TLS the session is in AUTHORIZATION state and
+	// forgets what the client said before.
+	s.state, s.user = stateAuthorization, ""
+	return nil
+}
+
+// startTLS runs the server side of a TLS handshake on the raw connection
+// and swaps the reader and writer.
+func (s *session) startTLS() error {
+	tc := tls.Server(s.raw, s.srv.cfg.TLSConfig)
+	s.raw.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := tc.HandshakeContext(s.ctx); err != nil {
+		return err
+	}
+	s.raw.SetDeadline(time.Time{})
+	s.conn, s.isTLS = tc, true
+	s.r = bufio.NewReaderSize(tc, maxSASLLine)
+	s.w = newReplyWriter(tc)
+	return nil
+}
+
+// capa lists the capabilities (RFC 2449 §5), which depend on the state and
+// on TLS: nothing invites a password over an unencrypted connection.
+func (s *session) capa(command) error {
+	caps := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"}
+	if s.state == stateAuthorization {
+		if s.plaintextAllowed() {
 			caps = append(caps, "USER", "SASL PLAIN")
 		}
 		if !s.isTLS && s.srv.cfg.TLSConfig != nil {
 			caps = append(caps, "STLS")
 		}
 	}
-	s.conn.SetWriteDeadline(time.Now().Add(5 * time.Minute))
+	caps = append(caps, "IMPLEMENTATION Tandem")
 	s.w.WriteString("+OK capability list follows\r\n")
 	for _, c := range caps {
 		s.w.WriteString(c + "\r\n")
 	}
-	s.w.WriteString(".\r\n")
-	return s.w.Flush()
-}
-
-// authAllowed: passwords travel only over TLS unless configured otherwise
-// (RFC 2595 §2.2).
-func (s *session) authAllowed() bool { return s.isTLS || s.srv.cfg.AllowInsecureAuth }
-
-func (s *session) userCmd(arg string) error {
-	if !s.authAllowed() {
-		return s.bad("[AUTH] plaintext authentication is not allowed here: issue STLS first")
-	}
-	if arg == "" {
-		return s.bad("USER needs a name")
-	}
-	s.user = arg
-	return s.ok("send the password")
-}
-
-func (s *session) passCmd(arg string) error {
-	if !s.authAllowed() {
-		return s.bad("[AUTH] plaintext authentication is not allowed here: issue STLS first")
-	}
-	if s.user == "" {
-		return s.bad("USER first")
-	}
-	user := s.user
-	s.user = ""
-	return s.login(user, arg)
-}
-
-func (s *session) login(user, pass string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	drop, err := s.srv.cfg.Backend.Login(ctx, user, pass, s.conn.RemoteAddr())
-	switch {
-	case errors.Is(err, ErrAuthFailed):
-		time.Sleep(failDelay)
-		return s.bad("[AUTH] authentication failed")
-	case errors.Is(err, ErrInUse):
-		return s.bad("[IN-USE] the maildrop is in use by another session")
-	case err != nil:
-		s.srv.log.Warn("pop3 login", "err", err)
-		return s.bad("[SYS/TEMP] cannot open the maildrop now, try again later")
-	}
-	msgs, err := drop.Messages(ctx)
-	if err != nil {
-		drop.Close()
-		s.srv.log.Warn("pop3 list maildrop", "err", err)
-		return s.bad("[SYS/TEMP] cannot read the maildrop now, try again later")
-	}
-	s.drop, s.msgs, s.deleted, s.state = drop, msgs, make([]bool, len(msgs)), stateTrans
-	s.errors = 0
-	var size int64
-	for _, m := range msgs {
-		size += m.Size
-	}
-	return s.ok("maildrop has %d messages (%d octets)", len(msgs), size)
-}
-
-// authCmd implements AUTH PLAIN (RFC 5034, RFC 4616).
-func (s *session) authCmd(arg string) error {
-	mech, initial, hasInitial := strings.Cut(arg, " ")
-	if mech == "" {
-		// Mechanism list, as many clients ask for it.
-		s.w.WriteString("+OK\r\nPLAIN\r\n.\r\n")
-		return s.w.Flush()
-	}
-	if !strings.EqualFold(mech, "PLAIN") {
-		return s.bad("unsupported mechanism %q", truncate(mech, 20))
-	}
-	if !s.authAllowed() {
-		return s.bad("[AUTH] plaintext authentication is not allowed here: issue STLS first")
-	}
-	if !hasInitial {
-		if err := s.reply("+ "); err != nil {
-			return err
-		}
-		line, err := s.readLine()
-		if errors.Is(err, errLong) {
-			return s.bad("response too long")
-		}
-		if err != nil {
-			return err
-		}
-		initial = line
-	}
-	if initial == "*" {
-		return s.bad("authentication cancelled")
-	}
-	if initial == "=" {
-		initial = ""
-	}
-	raw, err := base64.StdEncoding.DecodeString(initial)
-	if err != nil {
-		return s.bad("invalid base64")
-	}
-	parts := bytes.Split(raw, []byte{0})
-	if len(parts) != 3 || len(parts[1]) == 0 {
-		return s.bad("malformed PLAIN response")
-	}
-	authz, authc, pass := string(parts[0]), string(parts[1]), string(parts[2])
-	if authz != "" && authz != authc {
-		time.Sleep(failDelay)
-		return s.bad("[AUTH] authorization identity must match the login")
-	}
-	return s.login(authc, pass)
-}
-
-// stls upgrades to TLS (RFC 2595 §4). Bytes the client sent after STLS
-// before the handshake are dropped with the old reader, never executed
-// (CVE-2011-0411, RELIABILITY #16).
-func (s *session) stls() error {
-	if s.isTLS {
-		return s.bad("already using TLS")
-	}
-	if s.srv.cfg.TLSConfig == nil {
-		return s.bad("STLS not available")
-	}
-	if err := s.ok("begin TLS negotiation"); err != nil {
-		return err
-	}
-	tc := tls.Server(s.conn, s.srv.cfg.TLSConfig)
-	tc.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := tc.Handshake(); err != nil {
-		return err
-	}
-	tc.SetDeadline(time.Time{})
-	s.conn, s.isTLS = tc, true
-	s.r, s.w = bufio.NewReaderSize(tc, maxLine), bufio.NewWriter(tc)
-	s.user = ""
-	return nil
-}
-
-func parseNumber(arg string) (int, bool) {
-	if arg == "" || len(arg) > 9 {
-		return 0, false
-	}
-	n := 0
-	for _, c := range arg {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
-}
-
-// msgArg parses a message number; ok false means the error was sent.
-func (s *session) msgArg(arg string) (int, bool, error) {
-	n, ok := parseNumber(strings.TrimSpace(arg))
-	if !ok || n < 1 {
-		return 0, false, s.bad("invalid message number")
-	}
-	if n > len(s.msgs) {
-		return 0, false, s.bad("no such message")
-	}
-	if s.deleted[n-1] {
-		return 0, false, s.bad("message %d already deleted", n)
-	}
-	return n - 1, true, nil
-}
-
-func (s *session) listCmd(arg string, field func(MessageInfo) string) error {
-	if strings.TrimSpace(arg) != "" {
-		i, ok, err := s.msgArg(arg)
-		if !ok {
-			return err
-		}
-		return s.ok("%d %s", i+1, field(s.msgs[i]))
-	}
-	s.conn.SetWriteDeadline(time.Now().Add(5 * time.Minute))
-	s.w.WriteString("+OK\r\n")
-	for i, m := range s.msgs {
-		if !s.deleted[i] {
-			fmt.Fprintf(s.w, "%d %s\r\n", i+1, field(m))
-		}
-	}
-	s.w.WriteString(".\r\n")
-	return s.w.Flush()
-}
-
-// send writes a message (RETR) or its header and first lines (TOP, lines
-// >= 0), dot-stuffed, with CRLF line ends (RFC 1939 §3).
-func (s *session) send(i, lines int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	rc, err := s.drop.Open(ctx, s.msgs[i])
-	if err != nil {
-		s.srv.log.Warn("pop3 open message", "err", err)
-		return s.bad("[SYS/TEMP] cannot read the message now")
-	}
-	defer rc.Close()
-	if lines < 0 {
-		fmt.Fprintf(s.w, "+OK %d octets\r\n", s.msgs[i].Size)
-	} else {
-		s.w.WriteString("+OK top of message follows\r\n")
-	}
-	if err := writeDotStuffed(s.w, rc, lines, func() { s.conn.SetWriteDeadline(time.Now().Add(5 * time.Minute)) }); err != nil {
-		return err
-	}
-	s.w.WriteString(".\r\n")
-	return s.w.Flush()
-}
-
-// writeDotStuffed copies a message line by line: a line starting with "."
-// gets another "."; bare LF becomes CRLF. With bodyLines >= 0 it stops
-// after the header and that many body lines.
-func writeDotStuffed(w *bufio.Writer, r io.Reader, bodyLines int, tick func()) error {
-	br := bufio.NewReaderSize(r, 32<<10)
-	atStart, inBody, body := true, false, 0
-	for {
-		chunk, err := br.ReadSlice('\n')
-		if len(chunk) > 0 {
-			complete := chunk[len(chunk)-1] == '\n'
-			if atStart {
-				if inBody && bodyLines >= 0 && body >= bodyLines {
-					return nil
-				}
-				if chunk[0] == '.' {
-					w.WriteByte('.')
-				}
-				if !inBody && (bytes.Equal(chunk, []byte("\r\n")) || bytes.Equal(chunk, []byte("\n"))) {
-					inBody = true
-					if bodyLines >= 0 {
-						w.WriteString("\r\n")
-						atStart = true
-						continue
-					}
-				} else if inBody {
-					body++
-				}
-			}
-			if complete {
-				content := bytes.TrimRight(chunk, "\r\n")
-				w.Write(content)
-				w.WriteString("\r\n")
-			} else {
-				w.Write(chunk)
-			}
-			atStart = complete
-			if w.Buffered() > 16<<10 {
-				tick()
-				if err := w.Flush(); err != nil {
-					return err
-				}
-			}
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err == io.EOF {
-			if !atStart {
-				w.WriteString("\r\n")
-			}
-			tick()
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-func (s *session) quit() error {
-	if s.state != stateTrans {
-		return s.ok("%s signing off", s.srv.cfg.Hostname)
-	}
-	var del []MessageInfo
-	for i, d := range s.deleted {
-		if d {
-			del = append(del, s.msgs[i])
-		}
-	}
-	// UPDATE state (RFC 1939 §6): deletions happen here and only here.
-	if len(del) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := s.drop.Delete(ctx, del)
-		cancel()
-		if err != nil {
-			s.srv.log.Warn("pop3 delete at QUIT", "err", err)
-			return s.reply("-ERR [SYS/TEMP] some deleted messages were not removed")
-		}
-	}
-	return s.ok("%s signing off (%d messages deleted)", s.srv.cfg.Hostname, len(del))
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
+	return s.writeLine(".")
 }
