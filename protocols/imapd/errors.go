@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"errors"
+	"syscall"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/tandemmail/tandem/storage"
@@ -26,6 +27,11 @@ func (s *session) storageError(op string, err error) error {
 		return no(imap.ResponseCodeUnavailable, "storage temporarily unavailable, try again")
 	case errors.Is(err, storage.ErrOverQuota):
 		return no(imap.ResponseCodeOverQuota, "quota exceeded")
+	case errors.Is(err, syscall.ENOSPC):
+		// storage.ErrNoSpace: the server's disk, not the user's quota
+		// (RELIABILITY #5).
+		s.log.Warn("imap: storage full", "op", op, "err", err)
+		return no(imap.ResponseCodeLimit, "server storage is full, try again later")
 	case errors.Is(err, storage.ErrNoMailbox):
 		return no(imap.ResponseCodeNonExistent, "no such mailbox")
 	case errors.Is(err, storage.ErrMailboxExists):

@@ -83,18 +83,25 @@ func fetchSetsSeen(options *imap.FetchOptions) bool {
 	return false
 }
 
-// needsStructure reports whether the message must be parsed: anything
-// but the whole message (BODY[] and its partial ranges) needs offsets.
-func needsStructure(options *imap.FetchOptions) bool {
-	if options.Envelope || options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
-		return true
+// parseDepth says how much of a message FETCH must parse: nothing for
+// BODY[] and its ranges, the top-level header for ENVELOPE and
+// BODY[HEADER...]/BODY[TEXT], the whole part tree otherwise. Header-only
+// parsing keeps "FETCH 1:* BODY.PEEK[HEADER.FIELDS (...)]" from reading
+// every attachment.
+func parseDepth(options *imap.FetchOptions) (full, header bool) {
+	if options.BodyStructure != nil || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+		return true, false
 	}
+	header = options.Envelope
 	for _, b := range options.BodySection {
-		if len(b.Part) > 0 || b.Specifier != imap.PartSpecifierNone {
-			return true
+		if len(b.Part) > 0 {
+			return true, false
+		}
+		if b.Specifier != imap.PartSpecifierNone {
+			header = true
 		}
 	}
-	return false
+	return false, header
 }
 
 func (s *session) fetchOne(w *imapserver.FetchWriter, t target, options *imap.FetchOptions, flagsChanged bool) error {
@@ -120,10 +127,14 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, options *imap.Fe
 			return s.storageError("fetch", err)
 		}
 		root = &mimePart{end: st.Size()}
-		if needsStructure(options) {
-			if root, err = parseMIME(io.NewSectionReader(f, 0, st.Size())); err != nil {
-				return s.storageError("fetch", err)
-			}
+		switch full, header := parseDepth(options); {
+		case full:
+			root, err = parseMIME(io.NewSectionReader(f, 0, st.Size()))
+		case header:
+			root, err = parseMIMEHeader(io.NewSectionReader(f, 0, st.Size()), st.Size())
+		}
+		if err != nil {
+			return s.storageError("fetch", err)
 		}
 		for _, item := range options.BodySection {
 			bodies = append(bodies, bodySection(root, item))

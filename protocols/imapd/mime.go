@@ -56,12 +56,28 @@ func (p *mimePart) isMessage() bool { return p.message != nil }
 // "--" against at most maxMIMEDepth open boundaries). Read errors are
 // returned; malformed MIME never is.
 func parseMIME(r io.Reader) (*mimePart, error) {
-	ps := &mimeParser{br: bufio.NewReaderSize(r, mimeReadBuffer)}
+	return parse(r, -1)
+}
+
+// parseMIMEHeader reads only the top-level header of a message of size
+// bytes: enough for ENVELOPE, BODY[HEADER...], BODY[TEXT] and header
+// SEARCH keys, without reading attachments. The root has no children and
+// no line count.
+func parseMIMEHeader(r io.Reader, size int64) (*mimePart, error) {
+	return parse(r, size)
+}
+
+func parse(r io.Reader, headerOnlySize int64) (*mimePart, error) {
+	ps := &mimeParser{br: bufio.NewReaderSize(r, mimeReadBuffer), headerOnly: headerOnlySize >= 0}
 	root := &mimePart{inHeader: true}
 	ps.stack = []*mimePart{root}
 	ps.parts = 1
 	if err := ps.run(); err != nil {
 		return nil, err
+	}
+	if ps.headerOnly {
+		root.children, root.message, root.boundary = nil, nil, ""
+		root.end, root.bodyLines = max(headerOnlySize, root.bodyStart), 0
 	}
 	return root, nil
 }
@@ -73,9 +89,10 @@ type mimeParser struct {
 	stack   []*mimePart
 	parts   int
 	midLine bool // the previous chunk did not end a line
-	// the terminator of the previous complete line: its length and
-	// whether it holds a '\n' (always, unless the file has bare CRs only)
+	// the terminator length of the previous complete line
 	prevBreak int64
+	// headerOnly stops after the top-level header (parseMIMEHeader).
+	headerOnly, stop bool
 }
 
 func (ps *mimeParser) run() error {
@@ -83,6 +100,9 @@ func (ps *mimeParser) run() error {
 		chunk, err := ps.br.ReadSlice('\n')
 		if len(chunk) > 0 {
 			ps.line(chunk)
+		}
+		if ps.stop {
+			return nil
 		}
 		switch err {
 		case nil, bufio.ErrBufferFull:
@@ -192,6 +212,10 @@ func (ps *mimeParser) endHeader(p *mimePart) {
 	p.inHeader = false
 	p.bodyStart, p.bodyNL = ps.off, ps.nl
 	p.parseHeader()
+	if ps.headerOnly {
+		ps.stop = true
+		return
+	}
 	if p.depth >= maxMIMEDepth {
 		return
 	}

@@ -172,16 +172,3 @@ func closeOver(p []byte, set []bool) {
 		}
 	}
 }
-
-// ancestorsMatching lists the ancestors of name that match the pattern:
-// used to report non-existent parents of existing mailboxes
-// as \Noselect when "%" stops at their level (RFC 3501 §6.3.8).
-func (m *listMatcher) ancestorsMatching(name string) []string {
-	var out []string
-	for _, parent := range parentNames(name) {
-		if m.match(parent) {
-			out = append(out, parent)
-		}
-	}
-	return out
-}

@@ -282,7 +282,7 @@ func hasFlagFold(flags []string, f string) bool {
 // sentDate is the Date header's time, or the internal date when the
 // header is missing or unparseable.
 func (m *searchMessage) sentDate() time.Time {
-	if root := m.structure(); root != nil {
+	if root := m.header(); root != nil {
 		h := mail.Header{Header: root.contentHeader()}
 		if t, err := h.Date(); err == nil && !t.IsZero() {
 			return t

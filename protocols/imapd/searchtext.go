@@ -24,7 +24,8 @@ type searchMessage struct {
 	store *storage.Store
 
 	blob   *os.File
-	root   *mimePart
+	root   *mimePart // full part tree, once loaded
+	top    *mimePart // top-level header only, or root
 	loaded bool
 	err    error
 
@@ -39,30 +40,64 @@ func (m *searchMessage) close() {
 	}
 }
 
-// structure parses the message once; nil if it cannot be read (m.err).
+// open opens the blob once.
+func (m *searchMessage) open() (*os.File, int64) {
+	if m.blob == nil && m.err == nil {
+		f, err := m.store.OpenBlob(m.t.msg.Blob)
+		if err != nil {
+			m.err = err
+			return nil, 0
+		}
+		m.blob = f
+	}
+	if m.blob == nil {
+		return nil, 0
+	}
+	st, err := m.blob.Stat()
+	if err != nil {
+		m.err = err
+		return nil, 0
+	}
+	return m.blob, st.Size()
+}
+
+// structure parses the whole message once; nil if it cannot be read
+// (m.err).
 func (m *searchMessage) structure() *mimePart {
 	if m.loaded {
 		return m.root
 	}
 	m.loaded = true
-	f, err := m.store.OpenBlob(m.t.msg.Blob)
+	f, size := m.open()
+	if f == nil {
+		return nil
+	}
+	root, err := parseMIME(io.NewSectionReader(f, 0, size))
 	if err != nil {
 		m.err = err
 		return nil
 	}
-	m.blob = f
-	st, err := f.Stat()
-	if err != nil {
-		m.err = err
-		return nil
-	}
-	root, err := parseMIME(io.NewSectionReader(f, 0, st.Size()))
-	if err != nil {
-		m.err = err
-		return nil
-	}
-	m.root = root
+	m.root, m.top = root, root
 	return root
+}
+
+// header parses just the top-level header, unless the whole message is
+// parsed already: header keys must not read attachments.
+func (m *searchMessage) header() *mimePart {
+	if m.top != nil || m.loaded && m.root == nil {
+		return m.top
+	}
+	f, size := m.open()
+	if f == nil {
+		return nil
+	}
+	top, err := parseMIMEHeader(io.NewSectionReader(f, 0, size), size)
+	if err != nil {
+		m.err = err
+		return nil
+	}
+	m.top = top
+	return top
 }
 
 // wordDecoder decodes RFC 2047 encoded words in any charset go-message
@@ -80,7 +115,7 @@ func decodeHeaderValue(v string) string {
 // case-insensitive substring of a decoded field value; an empty value
 // matches any message with the field (RFC 9051 §6.4.4).
 func (m *searchMessage) headerContains(key, value string) bool {
-	root := m.structure()
+	root := m.header()
 	if root == nil {
 		return false
 	}
@@ -95,7 +130,7 @@ func (m *searchMessage) headerContains(key, value string) bool {
 // headerTextContains searches the whole decoded header (the TEXT key
 // covers header and body).
 func (m *searchMessage) headerTextContains(needle string) bool {
-	root := m.structure()
+	root := m.header()
 	if root == nil {
 		return false
 	}

@@ -170,13 +170,24 @@ func (l libLogger) Printf(format string, args ...any) {
 	case strings.HasPrefix(format, "panic"):
 		l.s.panics.Add(1)
 		l.s.log.Error("imap: panic", "err", msg)
-	case strings.Contains(msg, "utf7:"):
-		// A mailbox name that is not modified UTF-7: the client's fault,
-		// answered NO by go-imap.
-		l.s.log.Debug("imap: bad mailbox name encoding", "err", msg)
+	case isNetError(msg):
+		l.s.log.Debug("imap: connection", "msg", msg)
 	case strings.HasPrefix(format, "handling"):
-		l.s.log.Warn("imap: command failed", "err", msg)
+		// go-imap's own errors while handling a command, answered NO
+		// [SERVERBUG]; ours are always *imap.Error and never get here.
+		// Most are client input it refuses loosely (a bad number set, a
+		// mailbox name that is not modified UTF-7, nesting past its limit).
+		l.s.log.Info("imap: command refused by go-imap", "err", msg)
 	default:
 		l.s.log.Debug("imap: connection", "msg", msg)
 	}
+}
+
+func isNetError(msg string) bool {
+	for _, s := range []string{"use of closed network connection", "broken pipe", "connection reset", "i/o timeout", "EOF"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }

@@ -395,3 +395,49 @@ func TestIdlePush(t *testing.T) {
 		t.Fatalf("after IDLE: %v", got)
 	}
 }
+
+// TestDeleteSelectedMailbox: another session deletes the mailbox this one
+// has selected; its messages are reported expunged and nothing breaks.
+func TestDeleteSelectedMailbox(t *testing.T) {
+	e := newEnv(t)
+	a := e.client()
+	if err := a.Create("Doomed", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	e.appendMsg("Doomed", "Subject: 1\r\n\r\nx\r\n", nil, time.Time{})
+	e.appendMsg("Doomed", "Subject: 2\r\n\r\ny\r\n", nil, time.Time{})
+	rec, opts := newRecorder()
+	b := e.client(opts)
+	if _, err := b.Select("Doomed", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Delete("Doomed").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(2 * time.Second)
+	var expunged []uint32
+	for len(expunged) < 2 {
+		if err := b.Noop().Wait(); err != nil {
+			t.Fatal(err)
+		}
+		_, x, _ := rec.take()
+		expunged = append(expunged, x...)
+		select {
+		case <-deadline:
+			t.Fatalf("expunges after DELETE: %v", expunged)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if !slices.Equal(expunged, []uint32{1, 1}) {
+		t.Errorf("expunges after DELETE: %v", expunged)
+	}
+	if got := uidsOf(t, b); len(got) != 0 {
+		t.Errorf("messages left: %v", got)
+	}
+	if _, err := b.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen}}, nil).Collect(); err != nil {
+		t.Errorf("STORE on the emptied view: %v", err)
+	}
+	if _, err := b.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+}

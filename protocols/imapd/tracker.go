@@ -175,12 +175,6 @@ func (r *registry) watchLoop(accountID uint64, ch <-chan uint64, done <-chan str
 // changed refreshes the mailbox that changed (0: every mailbox of the
 // account).
 func (r *registry) changed(accountID, mailboxID uint64) {
-	defer func() {
-		if v := recover(); v != nil {
-			r.panics.Add(1)
-			r.log.Error("imap: panic refreshing mailbox", "mailbox_id", mailboxID, "panic", v, "stack", string(debug.Stack()))
-		}
-	}()
 	r.mu.Lock()
 	var boxes []*sharedMailbox
 	for id, box := range r.boxes {
@@ -191,12 +185,25 @@ func (r *registry) changed(accountID, mailboxID uint64) {
 	}
 	r.mu.Unlock()
 	for _, box := range boxes {
-		box.mu.Lock()
-		if err := r.refreshLocked(box); err != nil {
-			r.log.Warn("imap: refresh mailbox", "mailbox_id", box.id, "err", err)
+		r.refreshForWatch(box)
+	}
+}
+
+// refreshForWatch refreshes one mailbox on the watcher's goroutine. A
+// panic is counted and logged, and never leaves the mailbox locked (every
+// session on it would hang, and Close with them).
+func (r *registry) refreshForWatch(box *sharedMailbox) {
+	defer r.release(box)
+	defer func() {
+		if v := recover(); v != nil {
+			r.panics.Add(1)
+			r.log.Error("imap: panic refreshing mailbox", "mailbox_id", box.id, "panic", v, "stack", string(debug.Stack()))
 		}
-		box.mu.Unlock()
-		r.release(box)
+	}()
+	box.mu.Lock()
+	defer box.mu.Unlock()
+	if err := r.refreshLocked(box); err != nil {
+		r.log.Warn("imap: refresh mailbox", "mailbox_id", box.id, "err", err)
 	}
 }
 
