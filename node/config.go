@@ -43,6 +43,11 @@ type Config struct {
 	VIP4, VIP6, VIPInterface string
 	// VIPLifetime is the kernel-enforced lease of the VIP (default 1 s).
 	VIPLifetime time.Duration
+	// DNSResolver is the DNS server outbound delivery asks ("" = the
+	// system's); OutboundPort the remote SMTP port (default 25). Both exist
+	// so tests never reach the internet.
+	DNSResolver  string
+	OutboundPort int
 	// Witness runs a Raft voter that keeps no mail and serves no clients
 	// (DESIGN §5): a pair plus a witness survives the loss of any one box.
 	Witness bool

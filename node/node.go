@@ -18,11 +18,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/tandemmail/tandem/cluster"
 	"github.com/tandemmail/tandem/hardware"
+	"github.com/tandemmail/tandem/protocols/outbound"
 	"github.com/tandemmail/tandem/storage"
 	"github.com/tandemmail/tandem/webui"
 )
@@ -43,6 +45,7 @@ type Node struct {
 
 	witnessBlobs *storage.BlobReplicator
 	maillog      *storage.LogWriter
+	outbound     atomic.Pointer[outbound.Engine]
 	store        *storage.Store
 	tls          *tls.Config
 
@@ -411,7 +414,12 @@ func (n *Node) startAdmin() error {
 		l.Close()
 		return fmt.Errorf("admin socket: %w", err)
 	}
-	acfg := webui.APIConfig{Store: n.store, Status: func() any { return n.Status() }, Logger: n.log}
+	acfg := webui.APIConfig{Store: n.store, Status: func() any { return n.Status() }, Logger: n.log,
+		QueueKick: func() {
+			if e := n.outbound.Load(); e != nil {
+				e.Wake()
+			}
+		}}
 	if n.raft.Mux() != nil {
 		acfg.Cluster = clusterOps{n}
 	}

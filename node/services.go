@@ -32,7 +32,9 @@ type service struct {
 }
 
 func (n *Node) startServices() error {
-	pipeline := filter.New(filter.Config{Store: n.store, Logger: n.log, MailLog: n.maillog})
+	engine := n.startOutbound()
+	n.outbound.Store(engine)
+	pipeline := filter.New(filter.Config{Store: n.store, Logger: n.log, MailLog: n.maillog, Outbound: engine})
 	auth := smtpd.StoreAuth(n.store)
 	smtpServer := func(mode smtpd.Mode) *smtpd.Server {
 		return smtpd.New(smtpd.Config{Hostname: n.cfg.Hostname, TLSConfig: n.tls, Mode: mode,

@@ -45,6 +45,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.VIP6, "vip6", "", "virtual IPv6 address the leader holds, e.g. fd00::100/64")
 	fs.StringVar(&cfg.VIPInterface, "vip-iface", "", "interface that carries the virtual addresses")
 	fs.DurationVar(&cfg.VIPLifetime, "vip-lifetime", time.Second, "kernel-enforced lease of the virtual addresses (whole seconds)")
+	fs.StringVar(&cfg.DNSResolver, "dns-resolver", "", "DNS server for outbound delivery, HOST:PORT (default: /etc/resolv.conf)")
+	fs.IntVar(&cfg.OutboundPort, "outbound-port", 25, "remote SMTP port for outbound delivery")
 	fs.BoolVar(&cfg.Witness, "witness", false, "run as a witness (see 'tandem witness')")
 	fs.DurationVar(&cfg.LogRetention, "log-retention", cfg.LogRetention, "how long the mail log and delivery transcripts are kept")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")

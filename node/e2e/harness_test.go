@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -221,3 +222,6 @@ func sendMX(addr string, conn, count int, rcpt string, acked func(id string)) er
 	}
 	return c.Quit()
 }
+
+// plainAuth is SASL PLAIN for the go-smtp client.
+func plainAuth(user, pw string) sasl.Client { return sasl.NewPlainClient("", user, pw) }
