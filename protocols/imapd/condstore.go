@@ -15,7 +15,10 @@ import (
 // method checks, so the server offers CONDSTORE exactly when it is built
 // against an imapserver that has the wire side (FetchResponseWriter.
 // WriteModSeq and MailboxTracker.QueueMessageFlagsModSeq), and changes
-// nothing otherwise.
+// nothing otherwise. Such a patch for v2.0.0-beta.8 (which also ends the
+// connection with BYE on a non-synchronizing literal it will not read,
+// RFC 7888 §4) is tested by TestCondStore and TestNonSyncLiteralSmuggling,
+// which skip against the stock library.
 
 type modSeqWriter interface{ WriteModSeq(modSeq uint64) }
 

@@ -19,7 +19,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	if err != nil {
 		return err
 	}
-	targets := v.resolve(numSet)
+	targets := changedSince(v.resolve(numSet), options.ChangedSince)
 	flagsChanged, err := s.markSeen(v, targets, options)
 	if err != nil {
 		return err
@@ -50,6 +50,8 @@ func (s *session) markSeen(v *mailboxView, targets []target, options *imap.Fetch
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
+	s.srv.reg.beginOwn(v, uids)
+	defer s.srv.reg.endOwn(v, uids)
 	changed, _, err := s.srv.cfg.Store.StoreFlags(ctx, v.box.id, uids, storage.FlagsAdd, []string{string(imap.FlagSeen)}, 0)
 	if err != nil {
 		return nil, s.storageError("fetch", err)
@@ -163,6 +165,9 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, options *imap.Fe
 	}
 	if options.Flags || flagsChanged {
 		resp.WriteFlags(imapFlags(t.msg.Flags))
+	}
+	if options.ModSeq {
+		writeModSeq(resp, t.msg.ModSeq)
 	}
 	if options.InternalDate {
 		resp.WriteInternalDate(t.msg.InternalDate)

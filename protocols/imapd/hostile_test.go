@@ -51,10 +51,18 @@ func TestLiteralAbuse(t *testing.T) {
 			// tagged refusal, no crash.
 			r.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 			buf := make([]byte, 64)
-			if n, _ := r.br.Read(buf); n > 0 && buf[0] == '+' {
+			n, _ := r.br.Read(buf)
+			if n > 0 && buf[0] == '+' {
 				t.Errorf("%q: continuation sent for a refused literal", tc.cmd)
 				continue
-			} else if n > 0 {
+			}
+			// A non-synchronizing literal the server will not read ends
+			// the connection with BYE where the imapserver supports it
+			// (TestNonSyncLiteralSmuggling).
+			if strings.HasPrefix(string(buf[:n]), "* BYE") && strings.Contains(tc.cmd, "+}") {
+				continue
+			}
+			if n > 0 {
 				r.br = bufio.NewReader(io.MultiReader(bytes.NewReader(buf[:n]), r.c))
 			}
 			r.send("\r\n")

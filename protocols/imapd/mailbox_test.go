@@ -59,7 +59,11 @@ func TestCapabilities(t *testing.T) {
 			t.Errorf("missing capability %s in %v", want, caps)
 		}
 	}
-	for _, no := range []imap.Cap{imap.CapLiteralPlus, imap.CapCondStore} {
+	// CONDSTORE only with an imapserver that speaks it (condstore.go).
+	if caps.Has(imap.CapCondStore) != condStoreSupported() {
+		t.Errorf("CONDSTORE advertised: %v, library support: %v", caps.Has(imap.CapCondStore), condStoreSupported())
+	}
+	for _, no := range []imap.Cap{imap.CapLiteralPlus} {
 		if caps.Has(no) {
 			t.Errorf("unexpected capability %s", no)
 		}

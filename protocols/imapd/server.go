@@ -61,8 +61,8 @@ type Server struct {
 // LITERAL-, APPENDLIMIT=n). LITERAL+ is deliberately absent: with it a
 // client may send any size as a non-synchronizing literal and go-imap
 // would parse an oversized, refused literal as commands (RELIABILITY #25).
-// CONDSTORE is absent because go-imap v2.0.0-beta.8's server parses none
-// of its syntax (FETCH MODSEQ, STORE UNCHANGEDSINCE, SEARCH MODSEQ).
+// CONDSTORE is added by serverCaps only when the linked imapserver parses
+// its syntax; go-imap v2.0.0-beta.8's does not (condstore.go).
 var caps = imap.CapSet{
 	imap.CapIMAP4rev1:        {},
 	imap.CapIMAP4rev2:        {},
@@ -92,7 +92,7 @@ func New(cfg Config) *Server {
 	s.reg = newRegistry(cfg.Store, cfg.Logger, &s.panics)
 	s.imap = imapserver.New(&imapserver.Options{
 		NewSession:   s.newSession,
-		Caps:         caps,
+		Caps:         serverCaps(),
 		Logger:       libLogger{s},
 		TLSConfig:    cfg.TLSConfig,
 		InsecureAuth: cfg.AllowInsecureAuth,

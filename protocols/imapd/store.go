@@ -45,12 +45,17 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
+	s.srv.reg.beginOwn(v, uids)
+	defer s.srv.reg.endOwn(v, uids)
 	changed, failed, err := s.srv.cfg.Store.StoreFlags(ctx, v.box.id, uids, op, names, unchangedSince)
 	if err != nil {
 		return s.storageError("store", err)
 	}
 	s.srv.reg.applyChanged(v, changed)
-	if !flags.Silent {
+	// RFC 7162 §3.2: with CONDSTORE enabled, every FETCH response carries
+	// UID and MODSEQ, even for .SILENT.
+	cond := condStoreEnabled(s.conn)
+	if !flags.Silent || cond {
 		_, isUID := numSet.(imap.UIDSet)
 		for _, m := range changed {
 			seq := v.seqOf(m.UID)
@@ -58,10 +63,15 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 				continue
 			}
 			resp := w.CreateMessage(seq)
-			if isUID {
+			if isUID || cond {
 				resp.WriteUID(imap.UID(m.UID))
 			}
-			resp.WriteFlags(imapFlags(m.Flags))
+			if !flags.Silent {
+				resp.WriteFlags(imapFlags(m.Flags))
+			}
+			if cond {
+				writeModSeq(resp, m.ModSeq)
+			}
 			if err := resp.Close(); err != nil {
 				return err
 			}

@@ -52,6 +52,11 @@ type sharedMailbox struct {
 	tracker *imapserver.MailboxTracker
 	msgs    []storage.Message // by UID: the server's view
 	views   map[*mailboxView]struct{}
+	// own maps UIDs whose flags a session is changing right now to that
+	// session (beginOwn): a refresh triggered by that very change leaves
+	// it out, since it reports the new flags in its own response, and
+	// .SILENT stays silent.
+	own map[uint32]*mailboxView
 }
 
 // mailboxView is one session's view of a selected mailbox: the UIDs the
@@ -84,7 +89,8 @@ func (r *registry) open(mb storage.Mailbox, readOnly bool) (*mailboxView, error)
 	r.mu.Lock()
 	box := r.boxes[mb.ID]
 	if box == nil {
-		box = &sharedMailbox{id: mb.ID, accountID: mb.AccountID, views: map[*mailboxView]struct{}{}}
+		box = &sharedMailbox{id: mb.ID, accountID: mb.AccountID, views: map[*mailboxView]struct{}{},
+			own: map[uint32]*mailboxView{}}
 		r.boxes[mb.ID] = box
 		r.watchLocked(mb.AccountID)
 	}
@@ -252,7 +258,7 @@ func (r *registry) refreshLocked(box *sharedMailbox) error {
 			j++
 			next = append(next, m)
 			if !slices.Equal(m.Flags, k.Flags) {
-				box.queueFlags(uint32(len(next)), m, nil)
+				box.queueFlags(uint32(len(next)), m, box.own[m.UID])
 				changed = true
 			}
 			continue
@@ -302,7 +308,7 @@ func (box *sharedMailbox) queueFlags(seq uint32, m storage.Message, source *mail
 	if source != nil {
 		st = source.st
 	}
-	box.tracker.QueueMessageFlags(seq, imap.UID(m.UID), imapFlags(m.Flags), st)
+	queueFlagsUpdate(box.tracker, seq, m, st)
 }
 
 func (box *sharedMailbox) wakeAll(except *mailboxView) {
@@ -327,18 +333,43 @@ func (r *registry) applyChanged(v *mailboxView, changed []storage.Message) {
 	any := false
 	for _, m := range changed {
 		i, ok := box.indexOf(m.UID)
-		if !ok || box.msgs[i].ModSeq >= m.ModSeq && slices.Equal(box.msgs[i].Flags, m.Flags) {
+		if !ok {
 			continue
 		}
-		if box.msgs[i].ModSeq > m.ModSeq {
-			continue // a newer change is already known
+		switch cur := box.msgs[i]; {
+		case cur.ModSeq < m.ModSeq:
+			box.msgs[i] = m
+			box.queueFlags(uint32(i+1), m, v)
+			any = true
+		case cur.ModSeq > m.ModSeq && box.own[m.UID] == v:
+			// Someone changed the message again after v did, and the
+			// refresh that brought it left v out (own): tell everyone.
+			box.queueFlags(uint32(i+1), cur, nil)
+			any = true
 		}
-		box.msgs[i] = m
-		box.queueFlags(uint32(i+1), m, v)
-		any = true
 	}
 	if any {
-		box.wakeAll(v)
+		box.wakeAll(nil)
+	}
+}
+
+// beginOwn marks uids as being changed by v's session until endOwn; call
+// applyChanged in between.
+func (r *registry) beginOwn(v *mailboxView, uids []uint32) {
+	v.box.mu.Lock()
+	defer v.box.mu.Unlock()
+	for _, u := range uids {
+		v.box.own[u] = v
+	}
+}
+
+func (r *registry) endOwn(v *mailboxView, uids []uint32) {
+	v.box.mu.Lock()
+	defer v.box.mu.Unlock()
+	for _, u := range uids {
+		if v.box.own[u] == v {
+			delete(v.box.own, u)
+		}
 	}
 }
 
