@@ -48,6 +48,9 @@ type Config struct {
 	// so tests never reach the internet.
 	DNSResolver  string
 	OutboundPort int
+	// Smarthost relays all outbound mail through HOST:PORT (STARTTLS, or
+	// implicit TLS on port 465), with AUTH when a user is given.
+	Smarthost, SmarthostUser, SmarthostPasswordFile string
 	// Witness runs a Raft voter that keeps no mail and serves no clients
 	// (DESIGN §5): a pair plus a witness survives the loss of any one box.
 	Witness bool

@@ -3,6 +3,11 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tandemmail/tandem/protocols/outbound"
@@ -49,8 +54,28 @@ func (q loggedQueue) QueueAttempt(ctx context.Context, id string, results []stor
 
 // startOutbound runs the delivery engine: it works only while this node
 // leads, and the SMTP pipeline hands it mail for other domains.
-func (n *Node) startOutbound() *outbound.Engine {
-	e := outbound.New(outbound.Config{Store: loggedQueue{n.store, n.maillog}, Hostname: n.cfg.Hostname, Resolver: n.cfg.DNSResolver,
+func (n *Node) startOutbound() (*outbound.Engine, error) {
+	var smarthosts map[string]outbound.Smarthost
+	if n.cfg.Smarthost != "" {
+		host, port, err := net.SplitHostPort(n.cfg.Smarthost)
+		p, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || p <= 0 || p > 65535 {
+			return nil, fmt.Errorf("--smarthost %q: want HOST:PORT", n.cfg.Smarthost)
+		}
+		sh := outbound.Smarthost{Host: host, Port: p, Username: n.cfg.SmarthostUser, TLS: outbound.TLSStartTLS}
+		if p == 465 {
+			sh.TLS = outbound.TLSImplicit
+		}
+		if n.cfg.SmarthostPasswordFile != "" {
+			b, err := os.ReadFile(n.cfg.SmarthostPasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("--smarthost-password-file: %w", err)
+			}
+			sh.Password = strings.TrimSpace(string(b))
+		}
+		smarthosts = map[string]outbound.Smarthost{"": sh}
+	}
+	e := outbound.New(outbound.Config{Smarthosts: smarthosts,Store: loggedQueue{n.store, n.maillog}, Hostname: n.cfg.Hostname, Resolver: n.cfg.DNSResolver,
 		Port: n.cfg.OutboundPort, IsLeader: n.raft.IsLeader, Transcripts: transcriptStore{n.store},
 		Logger: n.log.With("service", "outbound")})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -65,5 +90,5 @@ func (n *Node) startOutbound() *outbound.Engine {
 		cancel()
 		return e.Close()
 	})
-	return e
+	return e, nil
 }

@@ -32,7 +32,10 @@ type service struct {
 }
 
 func (n *Node) startServices() error {
-	engine := n.startOutbound()
+	engine, err := n.startOutbound()
+	if err != nil {
+		return err
+	}
 	n.outbound.Store(engine)
 	pipeline := filter.New(filter.Config{Store: n.store, Logger: n.log, MailLog: n.maillog, Outbound: engine})
 	auth := smtpd.StoreAuth(n.store)
