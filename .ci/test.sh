@@ -46,6 +46,11 @@ for pkg in $(go list ./...); do
     echo "-- $pkg $target"
     if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" >/tmp/tandem-fuzz.log 2>&1; then
       fuzz_pass=$((fuzz_pass + 1))
+    elif grep -q "context deadline exceeded" /tmp/tandem-fuzz.log && ! grep -q "Failing input written" /tmp/tandem-fuzz.log; then
+      # The Go fuzzing engine sometimes reports its own time limit as a
+      # failure while a worker is busy; no input failed.
+      echo "   (time limit hit inside the fuzzing engine; no failing input)"
+      fuzz_pass=$((fuzz_pass + 1))
     else
       cat /tmp/tandem-fuzz.log
       fuzz_fail=$((fuzz_fail + 1))
