@@ -41,6 +41,7 @@ CELL_TIMEOUT=${CELL_TIMEOUT:-300s}
 
 [ "$(id -u)" = 0 ] || { echo "run.sh: must run as root (installs and runs Postfix/Dovecot)" >&2; exit 1; }
 # One run at a time: two runs would wipe each other's peer stores and share the two cores.
+# (The servers are started with fd 9 closed so that peers left running do not hold the lock.)
 exec 9>/run/tandem-bench.lock
 if ! flock -n 9; then
   echo "run.sh: another bench/run.sh is running; waiting for it (at most 30 minutes)" >&2
@@ -51,6 +52,8 @@ RESULTS=$OUT/results.txt
 : > "$RESULTS"
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT/run.log" >&2; }
 note() { echo "NOTE $*" >> "$RESULTS"; log "$*"; }
+
+note "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
 
 # ---------- build ----------
 log "building loadgen and tandem into $OUT/bin"
@@ -67,8 +70,8 @@ fi
 
 # ---------- peers ----------
 [ "${SKIP_INSTALL:-0}" = 1 ] || "$HERE/peers/install.sh" | tee -a "$OUT/run.log"
-"$HERE/peers/pfdc-setup.sh" --wipe | tee -a "$OUT/run.log"
-"$HERE/peers/maddy-setup.sh" --wipe | tee -a "$OUT/run.log"
+"$HERE/peers/pfdc-setup.sh" --wipe 9>&- | tee -a "$OUT/run.log"
+"$HERE/peers/maddy-setup.sh" --wipe 9>&- | tee -a "$OUT/run.log"
 
 # ---------- tandem ----------
 TPID=
@@ -97,7 +100,7 @@ start_tandem() {
     --smtp-addr "127.0.0.1:$TANDEM_SMTP_PORT" --submission-addr '' --submissions-addr '' \
     --imap-addr "127.0.0.1:$TANDEM_IMAP_PORT" --imaps-addr '' \
     --pop3-addr "127.0.0.1:$TANDEM_POP3_PORT" --pop3s-addr '' --http-addr '' \
-    --log-level warn "${extra[@]}" >"$OUT/tandem.log" 2>&1 &
+    --log-level warn "${extra[@]}" >"$OUT/tandem.log" 2>&1 9>&- &
   TPID=$!
   for _ in $(seq 1 150); do
     if ! kill -0 "$TPID" 2>/dev/null; then TPID=; return 1; fi
@@ -127,10 +130,15 @@ target() {
 }
 
 # ---------- SMTP matrix ----------
+# The servers take turns within each cell, and the order rotates from cell to cell, so that
+# a drift in the machine's load does not always favour the same server.
+read -r -a tlist <<<"$TARGETS"
+cell=0
 for size in $SIZES; do
   for conns in $CONNS; do
     for rep in $(seq 1 "$REPEAT"); do
-      for t in $TARGETS; do
+      for j in "${!tlist[@]}"; do
+        t=${tlist[$(( (j + cell) % ${#tlist[@]} ))]}
         read -r name sport iport <<<"$(target "$t")" || continue
         [ -n "${name:-}" ] || continue
         log "smtp $name size=$size conns=$conns messages=$MESSAGES rep=$rep"
@@ -140,6 +148,7 @@ for size in $SIZES; do
           -run-id "s${size}c${conns}r${rep}" -timeout "$CELL_TIMEOUT" 2>>"$OUT/loadgen.err" \
           | tee -a "$RESULTS" || log "loadgen failed for $name (see $OUT/loadgen.err)"
       done
+      cell=$((cell + 1))
     done
   done
 done
@@ -222,6 +231,7 @@ for t in $IMAP_TARGETS; do
 done
 
 # ---------- report ----------
+note "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 {
   echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), " \
        "$(free -g | awk '/^Mem:/ {print $2}') GB RAM, $(uname -sr), store on $(df -T "$BENCH_STATE" | awk 'NR==2 {print $2}')" \

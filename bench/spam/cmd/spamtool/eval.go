@@ -58,6 +58,13 @@ func eval(ctx context.Context, args []string) error {
 	folds := fs.Int("folds", 5, "with -validate: cross-validation folds (all are tested)")
 	verbose := fs.Bool("v", false, "with -validate: list misclassified messages")
 	sweep := fs.Bool("sweep", false, "print error counts over a range of cutoffs")
+	tone := fs.Int("tone", 0, "extra trainings of a message misjudged before it was trained")
+	toneHam := fs.Float64("tone-ham", 0.5, "with -tone: ham scoring above this is misjudged")
+	toneSpam := fs.Float64("tone-spam", 0.9, "with -tone: spam scoring below this is misjudged")
+	classOrder := fs.Bool("class-order", false, "train spam first, then ham (as spam-eval.py does)")
+	warm := fs.Int("warm", 200, "with -tone: messages trained before boosting starts")
+	loo := fs.Int("loo", 0, "batch boost: extra trainings of a message misjudged with itself left out")
+	looHamOnly := fs.Bool("loo-ham-only", false, "with -loo: boost ham only")
 	explain := fs.String("explain", "", "with -validate: print every clue of this file name")
 	maxFP := fs.Float64("max-fp", 0.1, "with -sweep: the false-positive percentage the best cutoff must keep")
 	cfg := configFlags(fs)
@@ -76,10 +83,42 @@ func eval(ctx context.Context, args []string) error {
 	var scoreTime time.Duration
 	run := func(train, test []sample) {
 		st := spam.NewMemStore()
-		for _, s := range train {
-			st.Apply(spam.Learn(s.toks, spam.None, s.class))
-		}
 		c := spam.NewClassifier(st, *cfg)
+		order := append([]sample(nil), train...)
+		if !*classOrder {
+			sort.Slice(order, func(i, j int) bool { return fold(order[i].path, 1<<30) < fold(order[j].path, 1<<30) })
+		}
+		for i, s := range order {
+			extra := 0
+			if *tone > 0 && i > *warm {
+				v := c.Score(s.toks)
+				if s.class == spam.Ham && v.Score > *toneHam || s.class == spam.Spam && v.Score < *toneSpam {
+					extra = *tone
+				}
+			}
+			for range 1 + extra {
+				st.Apply(spam.Learn(s.toks, spam.None, s.class))
+			}
+		}
+		if *loo > 0 {
+			var boost []spam.Delta
+			for _, s := range order {
+				if *looHamOnly && s.class == spam.Spam {
+					continue
+				}
+				st.Apply(spam.Learn(s.toks, s.class, spam.None))
+				v := c.Score(s.toks)
+				st.Apply(spam.Learn(s.toks, spam.None, s.class))
+				if s.class == spam.Ham && v.Score > *toneHam || s.class == spam.Spam && v.Score < *toneSpam {
+					for range *loo {
+						boost = append(boost, spam.Learn(s.toks, spam.None, s.class))
+					}
+				}
+			}
+			for _, d := range boost {
+				st.Apply(d)
+			}
+		}
 		if *explain != "" {
 			ec := *cfg
 			ec.Reasons = 1000
