@@ -75,7 +75,14 @@ func ParseRecord(origin string, r Record) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	return fromRR(rr), nil
+	out := fromRR(rr)
+	// miekg/dns accepts some values (e.g. a CAA tag that is empty once
+	// parsed) whose presentation form it cannot read back; a record that
+	// would not survive a zone export and re-import is refused now.
+	if _, err := parseRR(origin, out); err != nil {
+		return Record{}, &RecordError{Record: r, Reason: "value does not survive normalisation", Err: err}
+	}
+	return out, nil
 }
 
 // parseRR is ParseRecord returning the miekg/dns form.

@@ -226,8 +226,9 @@ func TestConnectionReuse(t *testing.T) {
 	te := newEnv(t)
 	tlsCfg, _ := testCA(t, "mx1.far.test")
 	port, ls := listenSame(t, "127.0.0.2")
-	mx := newMXServer(t, tlsCfg, ls...)
-	mx.srv.ReadTimeout = 1500 * time.Millisecond // closes idle connections
+	mx := newMXServerWith(t, tlsCfg, func(m *mxServer) {
+		m.srv.ReadTimeout = 1500 * time.Millisecond // closes idle connections
+	}, ls...)
 	te.dns.add(t, "far.test. MX 10 mx1.far.test.", "mx1.far.test. A 127.0.0.2")
 	cfg := te.config(port)
 	cfg.ConnReuseIdle = 5 * time.Second

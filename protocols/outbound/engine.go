@@ -88,6 +88,7 @@ type Config struct {
 	Expiry           time.Duration  // give up after; default 5 days
 	DelayWarning     time.Duration  // send "delayed" DSN after; default 4 h, <0 never
 	// Backoff is the wait after attempt 1, 2, ...; the last value repeats.
+	// Default 1 m, 5 m, 15 m, 30 m, 1 h, 2 h, then 4 h.
 	Backoff        []time.Duration
 	MaxConcurrency int // SMTP connections at once; default 20
 	MaxAddresses   int // addresses tried per destination and attempt; default 10
@@ -103,10 +104,12 @@ type Config struct {
 	Now           func() time.Time
 }
 
-// DefaultBackoff is the retry schedule: 1 m, 5 m, 15 m, 30 m, 1 h, 2 h, then
+// defaultBackoff is the retry schedule: 1 m, 5 m, 15 m, 30 m, 1 h, 2 h, then
 // every 4 h until expiry.
-var DefaultBackoff = []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute,
-	30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour}
+func defaultBackoff() []time.Duration {
+	return []time.Duration{time.Minute, 5 * time.Minute, 15 * time.Minute,
+		30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour}
+}
 
 // Engine delivers the outbound queue. It implements filter.Outbound.
 type Engine struct {
@@ -151,7 +154,7 @@ func New(cfg Config) *Engine {
 		cfg.DelayWarning = 4 * time.Hour
 	}
 	if len(cfg.Backoff) == 0 {
-		cfg.Backoff = DefaultBackoff
+		cfg.Backoff = defaultBackoff()
 	}
 	if cfg.MaxConcurrency <= 0 {
 		cfg.MaxConcurrency = 20

@@ -203,6 +203,12 @@ type mxServer struct {
 
 func newMXServer(t *testing.T, tlsCfg *tls.Config, ls ...net.Listener) *mxServer {
 	t.Helper()
+	return newMXServerWith(t, tlsCfg, nil, ls...)
+}
+
+// newMXServerWith lets setup change the server before it serves.
+func newMXServerWith(t *testing.T, tlsCfg *tls.Config, setup func(*mxServer), ls ...net.Listener) *mxServer {
+	t.Helper()
 	m := &mxServer{}
 	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		m.mu.Lock()
@@ -221,6 +227,9 @@ func newMXServer(t *testing.T, tlsCfg *tls.Config, ls ...net.Listener) *mxServer
 	s.WriteTimeout = 10 * time.Second
 	s.ErrorLog = nopLogger{}
 	m.srv = s
+	if setup != nil {
+		setup(m)
+	}
 	for _, l := range ls {
 		go s.Serve(l)
 	}

@@ -83,8 +83,7 @@ func TestSmarthostWithAuth(t *testing.T) {
 	te := newEnv(t)
 	port, ls := listenSame(t, "127.0.0.6")
 	tlsCfg, pool := testCA(t, "smart.test")
-	mx := newMXServer(t, tlsCfg, ls...)
-	mx.authUser, mx.authPass = "relayuser", "s3cret-pw"
+	mx := newMXServerWith(t, tlsCfg, func(m *mxServer) { m.authUser, m.authPass = "relayuser", "s3cret-pw" }, ls...)
 	te.dns.add(t, "smart.test. A 127.0.0.6")
 	cfg := te.config(1) // the MX port is not used
 	cfg.RootCAs = pool
@@ -117,9 +116,10 @@ func TestSmarthostPerDomainAndNoPlainAuth(t *testing.T) {
 	te := newEnv(t)
 	port, ls := listenSame(t, "127.0.0.2", "127.0.0.7")
 	mx := newMXServer(t, nil, ls[0])
-	smart := newMXServer(t, nil, ls[1])
-	smart.authUser, smart.authPass = "u", "p"
-	smart.srv.AllowInsecureAuth = true
+	smart := newMXServerWith(t, nil, func(m *mxServer) {
+		m.authUser, m.authPass = "u", "p"
+		m.srv.AllowInsecureAuth = true
+	}, ls[1])
 	te.dns.add(t, "far.test. MX 10 mx1.far.test.", "mx1.far.test. A 127.0.0.2")
 	cfg := te.config(port)
 	cfg.Backoff = []time.Duration{time.Hour}
@@ -331,9 +331,10 @@ func TestRemoteLimits(t *testing.T) {
 	t.Parallel()
 	te := newEnv(t)
 	port, ls := listenSame(t, "127.0.0.2")
-	mx := newMXServer(t, nil, ls...)
-	mx.srv.MaxMessageBytes = 50
-	mx.srv.EnableSMTPUTF8 = false
+	mx := newMXServerWith(t, nil, func(m *mxServer) {
+		m.srv.MaxMessageBytes = 50
+		m.srv.EnableSMTPUTF8 = false
+	}, ls...)
 	te.dns.add(t, "far.test. MX 10 mx1.far.test.", "mx1.far.test. A 127.0.0.2")
 	e, _ := te.start(te.config(port))
 	big := te.submit(e, "alice@here.test", []string{"bob@far.test"}, testBody)
@@ -474,9 +475,10 @@ func TestSmarthostImplicitTLS(t *testing.T) {
 	te := newEnv(t)
 	port, ls := listenSame(t, "127.0.0.6")
 	tlsCfg, pool := testCA(t, "smart.test")
-	mx := newMXServer(t, nil, tls.NewListener(ls[0], tlsCfg))
-	mx.authUser, mx.authPass = "relayuser", "pw"
-	mx.srv.AllowInsecureAuth = true // the listener itself is TLS
+	mx := newMXServerWith(t, nil, func(m *mxServer) {
+		m.authUser, m.authPass = "relayuser", "pw"
+		m.srv.AllowInsecureAuth = true // the listener itself is TLS
+	}, tls.NewListener(ls[0], tlsCfg))
 	te.dns.add(t, "smart.test. A 127.0.0.6")
 	cfg := te.config(1)
 	cfg.RootCAs = pool
