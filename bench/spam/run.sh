@@ -80,6 +80,7 @@ if [ -z "${SKIP_SA:-}" ]; then
   cat >>"$work/sa-site/local.cf" <<EOF
 use_bayes 1
 bayes_auto_learn 0
+bayes_auto_expire 0
 bayes_path $work/sa-bayes/bayes
 bayes_file_mode 0777
 skip_rbl_checks 1

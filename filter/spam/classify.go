@@ -9,25 +9,6 @@ import (
 	"strconv"
 )
 
-// Class is what a message was trained as.
-type Class uint8
-
-const (
-	None Class = iota // not trained
-	Ham
-	Spam
-)
-
-func (c Class) String() string {
-	switch c {
-	case Ham:
-		return "ham"
-	case Spam:
-		return "spam"
-	}
-	return "none"
-}
-
 // Verdict is the classifier's judgement of one message. Score is the
 // combined spam probability in [0, 1]; Spam means Score ≥ SpamCutoff,
 // Unsure that it lies between HamCutoff and SpamCutoff. Reasons lists the
@@ -73,6 +54,12 @@ type Config struct {
 	// AutoSpam and AutoHam are the scores beyond which AutoLearn trains a
 	// verdict as spam or ham; AutoSpam > 1 and AutoHam < 0 turn each off.
 	AutoSpam, AutoHam float64
+
+	// Train on or near error: Training counts a message ErrorBoost extra
+	// times when, before training, it was ham scoring above BoostHam or
+	// spam scoring below BoostSpam. ErrorBoost < 0 turns this off.
+	ErrorBoost          int
+	BoostHam, BoostSpam float64
 }
 
 // DefaultConfig returns the defaults, tuned on a validation part of the
@@ -80,7 +67,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Limits:     DefaultLimits(),
-		SpamCutoff: 0.995,
+		SpamCutoff: 0.99,
 		HamCutoff:  0.5,
 		S:          0.45,
 		X:          0.5,
@@ -90,6 +77,9 @@ func DefaultConfig() Config {
 		Reasons:    10,
 		AutoSpam:   0.999,
 		AutoHam:    0.001,
+		ErrorBoost: 2,
+		BoostHam:   0.2,
+		BoostSpam:  0.99,
 	}
 }
 
@@ -113,6 +103,11 @@ func (c Config) withDefaults() Config {
 	if c.AutoHam != 0 {
 		d.AutoHam = c.AutoHam
 	}
+	if c.ErrorBoost != 0 {
+		d.ErrorBoost = max(c.ErrorBoost, 0)
+	}
+	set(&d.BoostHam, c.BoostHam)
+	set(&d.BoostSpam, c.BoostSpam)
 	if c.MaxClues != 0 {
 		d.MaxClues = max(c.MaxClues, 0)
 	}
@@ -255,51 +250,4 @@ func chi2Q(x2 float64, v int) float64 {
 		}
 	}
 	return min(math.Exp(lnSum), 1)
-}
-
-// Learn returns the Delta that moves a message with these tokens from class
-// from to class to: None→Spam trains, Spam→None untrains (the exact inverse,
-// for the same tokens), Ham→Spam does both in one step (a user moving mail
-// into Junk). The caller remembers each message's class to pass as from.
-func Learn(tokens []string, from, to Class) Delta {
-	if from == to {
-		return Delta{}
-	}
-	var ds, dh int32
-	switch from {
-	case Spam:
-		ds--
-	case Ham:
-		dh--
-	}
-	switch to {
-	case Spam:
-		ds++
-	case Ham:
-		dh++
-	}
-	ids := make([]TokenID, len(tokens))
-	for i, tok := range tokens {
-		ids[i] = ID(tok)
-	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids) // a message counts once per token
-	d := Delta{Spam: ds, Ham: dh, Tokens: make([]TokenDelta, len(ids))}
-	for i, id := range ids {
-		d.Tokens[i] = TokenDelta{ID: id, Spam: ds, Ham: dh}
-	}
-	return d
-}
-
-// AutoLearn decides whether a verdict is confident enough to train on
-// (SpamAssassin's auto-learn, bogofilter's -u): it returns the class to
-// train the message as, or None.
-func (c *Classifier) AutoLearn(v Verdict) Class {
-	switch {
-	case v.Score >= c.cfg.AutoSpam:
-		return Spam
-	case v.Score <= c.cfg.AutoHam:
-		return Ham
-	}
-	return None
 }

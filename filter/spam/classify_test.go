@@ -1,6 +1,7 @@
 package spam
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"os"
@@ -237,4 +238,53 @@ func TestConcurrentClassifyAndApply(t *testing.T) {
 		st.Apply(Learn(m.toks, None, m.class))
 	}
 	wg.Wait()
+}
+
+func TestRetrainWeights(t *testing.T) {
+	toks := []string{"a", "b"}
+	d := Retrain(toks, Trained{}, Trained{Spam, 3})
+	if d.Spam != 3 || d.Tokens[0].Spam != 3 {
+		t.Fatalf("weight 3: %+v", d)
+	}
+	st := NewMemStore()
+	empty := snapshotBytes(t, st)
+	st.Apply(d)
+	// A user moves it to ham, then the message is deleted (untrained).
+	st.Apply(Retrain(toks, Trained{Spam, 3}, As(Ham)))
+	if s := st.Stats(); s.Spam != 0 || s.Ham != 1 {
+		t.Fatalf("after move: %+v", s)
+	}
+	st.Apply(Retrain(toks, As(Ham), Trained{}))
+	if !bytes.Equal(snapshotBytes(t, st), empty) {
+		t.Fatalf("not back to empty: %+v", st.Stats())
+	}
+	if !Retrain(toks, Trained{None, 5}, Trained{}).IsZero() {
+		t.Error("weight of None must not count")
+	}
+}
+
+func TestTraining(t *testing.T) {
+	st := NewMemStore()
+	c := NewClassifier(st, Config{})
+	// Too little trained: never boosted.
+	if got := c.Training(Ham, Verdict{Score: 1}); got != As(Ham) {
+		t.Errorf("cold store: %+v", got)
+	}
+	st.Apply(Delta{Spam: 60, Ham: 60})
+	tests := []struct {
+		class Class
+		score float64
+		want  int32
+	}{
+		{Ham, 0.01, 1}, {Ham, 0.5, 3}, {Spam, 0.999, 1}, {Spam, 0.9, 3}, {None, 0.5, 0},
+	}
+	for _, tt := range tests {
+		if got := c.Training(tt.class, Verdict{Score: tt.score}); got.Weight != tt.want || got.Class != tt.class {
+			t.Errorf("Training(%v, %v) = %+v, want weight %d", tt.class, tt.score, got, tt.want)
+		}
+	}
+	off := NewClassifier(st, Config{ErrorBoost: -1})
+	if got := off.Training(Ham, Verdict{Score: 1}); got.Weight != 1 {
+		t.Errorf("boost off: %+v", got)
+	}
 }

@@ -33,17 +33,23 @@ func decodeTransfer(cte string, raw []byte, t *tokenizer) []byte {
 	return raw
 }
 
-// base64Values maps a base64 alphabet byte (RFC 2045 §6.8) to its value, others to 0xFF.
-var base64Values = func() (t [256]byte) {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-	for i := range t {
-		t[i] = 0xFF
+// base64Value maps a base64 alphabet byte (RFC 2045 §6.8) to its value, and
+// other bytes to 0xFF.
+func base64Value(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c - 'A'
+	case 'a' <= c && c <= 'z':
+		return c - 'a' + 26
+	case '0' <= c && c <= '9':
+		return c - '0' + 52
+	case c == '+':
+		return 62
+	case c == '/':
+		return 63
 	}
-	for i := 0; i < len(alphabet); i++ {
-		t[alphabet[i]] = byte(i)
-	}
-	return t
-}()
+	return 0xFF
+}
 
 // decodeBase64 decodes in place, skipping line breaks and, as RFC 2045 §6.8
 // asks of decoders, any character outside the alphabet. bad reports
@@ -53,7 +59,7 @@ func decodeBase64(raw []byte) (out []byte, bad bool) {
 	var acc uint32
 	n := 0
 	for _, c := range raw {
-		v := base64Values[c]
+		v := base64Value(c)
 		if v == 0xFF {
 			switch c {
 			case '\r', '\n', ' ', '\t', '=':

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -37,7 +38,7 @@ func FuzzTokenize(f *testing.F) {
 			t.Fatalf("%d tokens over the cap", len(toks))
 		}
 		for _, tok := range toks {
-			if !utf8.ValidString(tok) || tok == "" {
+			if !utf8.ValidString(tok) || tok == "" || strings.ContainsAny(tok, "\r\n") {
 				t.Fatalf("bad token %q", tok)
 			}
 		}

@@ -88,7 +88,8 @@ func (t *tokenizer) htmlAttrs(z *html.Tokenizer) {
 			case urlLen(val) > 0:
 				t.url(val)
 			case hasPrefixFold(val, "mailto:"):
-				t.word("", val[7:])
+				addr, _, _ := strings.Cut(val[7:], "?") // RFC 6068 §2: hfields follow "?"
+				t.text("", addr)
 			case hasPrefixFold(val, "cid:"):
 				t.add("html:cid")
 			}

@@ -87,6 +87,7 @@ func Tokenize(ctx context.Context, r io.Reader, lim Limits) ([]string, error) {
 	if lr.N <= 0 {
 		t.add("msg:truncated")
 	}
+	t.shape(t.lim.MaxBytes - lr.N)
 	if er.err != nil {
 		return nil, er.err
 	}
@@ -173,6 +174,9 @@ type tokenizer struct {
 	lower    []byte // a lowercased word
 	raw      []byte // a part's raw body, reused
 	charset  string // the top-level charset, for raw 8-bit header text
+	sawPlain bool   // a text/plain part was seen
+	sawHTML  bool   // a text/html part (or HTML sent as text) was seen
+	urls     int    // URLs seen
 }
 
 func newTokenizer(lim Limits) *tokenizer {
@@ -351,9 +355,11 @@ func (t *tokenizer) textPart(body io.Reader, cte, charset string, html bool) {
 	t.textLeft -= len(data)
 	text := t.toUTF8(data, charset)
 	if html || looksHTML(text) {
+		t.sawHTML = true
 		t.html(text)
 		return
 	}
+	t.sawPlain = true
 	t.text("", text)
 }
 
@@ -383,4 +389,27 @@ func (t *tokenizer) filename(name string) {
 		t.add("fn:ext:" + name[i+1:])
 	}
 	t.text("fn:", name)
+}
+
+// shape adds hints about the message as a whole: its size, whether it is
+// HTML without a plain-text alternative, and how many links it carries.
+func (t *tokenizer) shape(size int64) {
+	switch {
+	case size < 1<<10:
+		t.add("msg:size:<1k")
+	case size < 2<<10:
+		t.add("msg:size:1-2k")
+	case size < 5<<10:
+		t.add("msg:size:2-5k")
+	case size < 10<<10:
+		t.add("msg:size:5-10k")
+	case size < 50<<10:
+		t.add("msg:size:10-50k")
+	default:
+		t.add("msg:size:50k+")
+	}
+	if t.sawHTML && !t.sawPlain {
+		t.add("mime:html-only")
+	}
+	t.add("url:n:" + bucket(t.urls))
 }

@@ -89,7 +89,8 @@ func TestTokenize(t *testing.T) {
 		msg: "Content-Type: text/html\r\n\r\n" +
 			`<html><head><style>.x{color:red}</style><script>var hidden="scriptword";</script></head>` +
 			`<body><p>Buy V<!-- x -->iag<b></b>ra</p><a href="http://Www.Pills.Example/buy/now">here</a>` +
-			`<div style="display: none">stuffing</div><img src="cid:logo"></body></html>`,
+			`<div style="display: none">stuffing</div><img src="cid:logo">` +
+			"<a href=\"http://split.\nexample/pa\nth\">x</a><a href='http://64.57.207.\r\n12/'>y</a><a href=\"http://%63asino.example/\">z</a></body></html>",
 		want:    []string{"buy", "viagra", "here", "url:www.pills.example", "url:pills.example", "url:p:buy", "url:p:now", "html:comment", "html:hidden", "html:cid", "stuffing"},
 		notWant: []string{"scriptword", "color", "url:example"},
 	}, {

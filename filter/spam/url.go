@@ -1,6 +1,7 @@
 package spam
 
 import (
+	"net/url"
 	"strings"
 )
 
@@ -36,7 +37,20 @@ func hasPrefixFold(s, prefix string) bool {
 // url adds a link's hints: its host and parent domains, IP-literal and
 // obfuscation markers, port, and words of its path.
 func (t *tokenizer) url(u string) {
-	u = strings.ToLower(u[:min(len(u), 512)])
+	t.urls++
+	u = u[:min(len(u), 512)]
+	if strings.ContainsAny(u, "\t\r\n") {
+		// Browsers drop tabs and newlines inside URLs (WHATWG URL
+		// standard, basic URL parser), so attribute values split
+		// across lines still lead to the same place.
+		u = strings.Map(func(r rune) rune {
+			if r == '\t' || r == '\r' || r == '\n' {
+				return -1
+			}
+			return r
+		}, u)
+	}
+	u = strings.ToLower(u)
 	rest := u
 	if i := strings.Index(rest, "://"); i >= 0 {
 		if rest[:i] == "https" {
@@ -66,7 +80,16 @@ func (t *tokenizer) url(u string) {
 		t.add("url:ip")
 	default:
 		if strings.Contains(host, "%") {
+			// Percent-encoded host names hide the domain from filters;
+			// browsers decode them.
 			t.add("url:escaped-host")
+			if h, err := url.PathUnescape(host); err == nil {
+				host = strings.ToLower(h)
+			}
+		}
+		if isIPv4ish(host) {
+			t.add("url:ip")
+			break
 		}
 		t.domain("url:", host)
 	}

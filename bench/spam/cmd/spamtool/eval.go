@@ -16,9 +16,27 @@ import (
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 
 type sample struct {
-	path  string
-	class spam.Class
-	toks  []string
+	Path  string
+	Class spam.Class
+	Toks  []string
+}
+
+// buildStore trains a store on samples as a running server would learn
+// them: one at a time, ham and spam interleaved (in an order fixed by a hash
+// of the file names), each scored first so Classifier.Training can count a
+// misjudged message extra times.
+func buildStore(samples []sample, cfg spam.Config) *spam.MemStore {
+	order := append([]sample(nil), samples...)
+	sort.SliceStable(order, func(i, j int) bool {
+		return fold(order[i].Path, 1<<30) < fold(order[j].Path, 1<<30)
+	})
+	st := spam.NewMemStore()
+	c := spam.NewClassifier(st, cfg)
+	for _, s := range order {
+		tr := c.Training(s.Class, c.Score(s.Toks))
+		st.Apply(spam.Retrain(s.Toks, spam.Trained{}, tr))
+	}
+	return st
 }
 
 // loadSamples tokenizes every message of corpus/split/{spam,ham}.
@@ -58,13 +76,6 @@ func eval(ctx context.Context, args []string) error {
 	folds := fs.Int("folds", 5, "with -validate: cross-validation folds (all are tested)")
 	verbose := fs.Bool("v", false, "with -validate: list misclassified messages")
 	sweep := fs.Bool("sweep", false, "print error counts over a range of cutoffs")
-	tone := fs.Int("tone", 0, "extra trainings of a message misjudged before it was trained")
-	toneHam := fs.Float64("tone-ham", 0.5, "with -tone: ham scoring above this is misjudged")
-	toneSpam := fs.Float64("tone-spam", 0.9, "with -tone: spam scoring below this is misjudged")
-	classOrder := fs.Bool("class-order", false, "train spam first, then ham (as spam-eval.py does)")
-	warm := fs.Int("warm", 200, "with -tone: messages trained before boosting starts")
-	loo := fs.Int("loo", 0, "batch boost: extra trainings of a message misjudged with itself left out")
-	looHamOnly := fs.Bool("loo-ham-only", false, "with -loo: boost ham only")
 	explain := fs.String("explain", "", "with -validate: print every clue of this file name")
 	maxFP := fs.Float64("max-fp", 0.1, "with -sweep: the false-positive percentage the best cutoff must keep")
 	cfg := configFlags(fs)
@@ -82,51 +93,16 @@ func eval(ctx context.Context, args []string) error {
 	var res []scored
 	var scoreTime time.Duration
 	run := func(train, test []sample) {
-		st := spam.NewMemStore()
+		st := buildStore(train, *cfg)
 		c := spam.NewClassifier(st, *cfg)
-		order := append([]sample(nil), train...)
-		if !*classOrder {
-			sort.Slice(order, func(i, j int) bool { return fold(order[i].path, 1<<30) < fold(order[j].path, 1<<30) })
-		}
-		for i, s := range order {
-			extra := 0
-			if *tone > 0 && i > *warm {
-				v := c.Score(s.toks)
-				if s.class == spam.Ham && v.Score > *toneHam || s.class == spam.Spam && v.Score < *toneSpam {
-					extra = *tone
-				}
-			}
-			for range 1 + extra {
-				st.Apply(spam.Learn(s.toks, spam.None, s.class))
-			}
-		}
-		if *loo > 0 {
-			var boost []spam.Delta
-			for _, s := range order {
-				if *looHamOnly && s.class == spam.Spam {
-					continue
-				}
-				st.Apply(spam.Learn(s.toks, s.class, spam.None))
-				v := c.Score(s.toks)
-				st.Apply(spam.Learn(s.toks, spam.None, s.class))
-				if s.class == spam.Ham && v.Score > *toneHam || s.class == spam.Spam && v.Score < *toneSpam {
-					for range *loo {
-						boost = append(boost, spam.Learn(s.toks, spam.None, s.class))
-					}
-				}
-			}
-			for _, d := range boost {
-				st.Apply(d)
-			}
-		}
 		if *explain != "" {
 			ec := *cfg
 			ec.Reasons = 1000
 			c := spam.NewClassifier(st, ec)
 			for _, s := range test {
-				if filepath.Base(s.path) == *explain {
-					v := c.Score(s.toks)
-					fmt.Println(v, len(s.toks), "tokens")
+				if filepath.Base(s.Path) == *explain {
+					v := c.Score(s.Toks)
+					fmt.Println(v, len(s.Toks), "tokens")
 					for _, r := range v.Reasons {
 						fmt.Println("  ", r)
 					}
@@ -135,7 +111,7 @@ func eval(ctx context.Context, args []string) error {
 		}
 		t1 := time.Now()
 		for _, s := range test {
-			res = append(res, scored{s, c.Score(s.toks)})
+			res = append(res, scored{s, c.Score(s.Toks)})
 		}
 		scoreTime += time.Since(t1)
 	}
@@ -146,7 +122,7 @@ func eval(ctx context.Context, args []string) error {
 		for k := 0; k < *folds; k++ {
 			var fit, val []sample
 			for _, s := range trainSet {
-				if fold(s.path, *folds) == k {
+				if fold(s.Path, *folds) == k {
 					val = append(val, s)
 				} else {
 					fit = append(fit, s)
@@ -169,9 +145,9 @@ func eval(ctx context.Context, args []string) error {
 			unsure++
 		}
 		switch {
-		case r.class == spam.Spam && r.v.Spam:
+		case r.Class == spam.Spam && r.v.Spam:
 			tp++
-		case r.class == spam.Spam:
+		case r.Class == spam.Spam:
 			fn++
 		case r.v.Spam:
 			fp++
@@ -192,7 +168,7 @@ func eval(ctx context.Context, args []string) error {
 	if *sweep {
 		scores := map[spam.Class][]float64{}
 		for _, r := range res {
-			scores[r.class] = append(scores[r.class], r.v.Score)
+			scores[r.Class] = append(scores[r.Class], r.v.Score)
 		}
 		bestCut, bestErr := 0.0, n+1
 		for _, cut := range []float64{0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999} {
@@ -235,8 +211,8 @@ func eval(ctx context.Context, args []string) error {
 	if *verbose && *validate {
 		sort.Slice(res, func(i, j int) bool { return res[i].v.Score < res[j].v.Score })
 		for _, r := range res {
-			if (r.class == spam.Spam) != r.v.Spam {
-				fmt.Printf("  %s %s %.4f %v\n", r.class, r.path, r.v.Score, r.v.Reasons[:min(len(r.v.Reasons), 6)])
+			if (r.Class == spam.Spam) != r.v.Spam {
+				fmt.Printf("  %s %s %.4f %v\n", r.Class, r.Path, r.v.Score, r.v.Reasons[:min(len(r.v.Reasons), 6)])
 			}
 		}
 	}

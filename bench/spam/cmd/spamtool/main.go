@@ -1,16 +1,18 @@
 // Command spamtool drives Tandem's spam classifier (filter/spam) from the
 // command line, for bench/spam/run.sh and /work/shared/bench/spam-eval.py:
 //
-//	spamtool train -model M spam|ham DIR...   train on every file under DIR
+//	spamtool train -model M spam|ham DIR...   add every file under DIR to the training set
 //	spamtool classify -model M < msg           print "spam|unsure|ham SCORE"
 //	spamtool eval -corpus C [-validate]        train and test in one process
 //	spamtool bench -model M [-procs 1] DIR...  classification throughput
 //	spamtool explain -model M < msg            verdict, reasons and tokens
 //
-// The model file is a filter/spam snapshot, written atomically.
+// The model file is a filter/spam snapshot, written atomically; the
+// training set's tokens are kept beside it in MODEL.tokens.
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -19,8 +21,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
+	"runtime/debug"
 	"sort"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tandemmail/tandem/filter/spam"
@@ -133,6 +137,10 @@ func tokenizeFile(ctx context.Context, c *spam.Classifier, path string) ([]strin
 	return c.Tokenize(ctx, f)
 }
 
+// train adds the messages under DIR to the training set kept beside the
+// model (MODEL.tokens: each message's label and tokens) and rebuilds the
+// model from the whole set with buildStore, so the result does not depend on
+// spam-eval.py training all spam before all ham.
 func train(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("train", flag.ExitOnError)
 	model := fs.String("model", "spam.model", "model file")
@@ -149,7 +157,7 @@ func train(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("label %q: want spam or ham", fs.Arg(0))
 	}
-	st, err := loadStore(*model)
+	set, err := loadSamplesFile(*model + ".tokens")
 	if err != nil {
 		return err
 	}
@@ -157,31 +165,99 @@ func train(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := spam.NewClassifier(st, *cfg)
+	tok := spam.NewClassifier(spam.NewMemStore(), *cfg)
 	for _, p := range files {
-		toks, err := tokenizeFile(ctx, c, p)
+		toks, err := tokenizeFile(ctx, tok, p)
 		if err != nil {
 			return err
 		}
-		// The same path a replicated store takes: a Delta, then Apply.
-		st.Apply(spam.Learn(toks, spam.None, class))
+		set = append(set, sample{Path: p, Class: class, Toks: toks})
+	}
+	st := buildStore(set, *cfg)
+	if err := saveSamplesFile(*model+".tokens", set); err != nil {
+		return err
 	}
 	if err := saveStore(st, *model); err != nil {
 		return err
 	}
 	s := st.Stats()
-	fmt.Fprintf(os.Stderr, "trained %d %s; model: %d spam, %d ham, %d tokens, %d bytes\n",
-		len(files), class, s.Spam, s.Ham, s.Tokens, s.SnapshotLen)
+	fmt.Fprintf(os.Stderr, "trained %d %s; model: %d messages, %d spam and %d ham counts (with boosts), %d tokens, %d bytes\n",
+		len(files), class, len(set), s.Spam, s.Ham, s.Tokens, s.SnapshotLen)
 	return nil
 }
 
-// openModel reads the model file into a read-only view: no map to build, so
-// a process per message starts fast.
-func openModel(path string) (*spam.SnapshotView, error) {
+// The training set file: per message a line "spam|ham<TAB>path", then its
+// tokens, one per line, then an empty line. Tokens never hold a newline
+// (the tokenizer splits on whitespace).
+func loadSamplesFile(path string) ([]sample, error) {
 	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
+	var set []sample
+	for _, block := range strings.Split(string(b), "\n\n") {
+		lines := strings.Split(block, "\n")
+		label, p, ok := strings.Cut(lines[0], "\t")
+		if !ok {
+			continue
+		}
+		s := sample{Path: p, Class: spam.Ham, Toks: lines[1:]}
+		if label == "spam" {
+			s.Class = spam.Spam
+		}
+		set = append(set, s)
+	}
+	return set, nil
+}
+
+func saveSamplesFile(path string, set []sample) error {
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	for _, s := range set {
+		fmt.Fprintf(w, "%s\t%s\n", s.Class, s.Path)
+		for _, t := range s.Toks {
+			if !strings.ContainsRune(t, '\n') && t != "" {
+				w.WriteString(t + "\n")
+			}
+		}
+		w.WriteString("\n")
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// openModel maps the model file into a read-only view: no copy and no map
+// to build, so a process per message starts fast.
+func openModel(path string) (*spam.SnapshotView, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() == 0 || fi.Size() > 1<<31 {
+		return nil, fmt.Errorf("%s: size %d", path, fi.Size())
+	}
+	b, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	// The mapping lives until the process exits.
 	return spam.OpenSnapshot(b)
 }
 
@@ -190,6 +266,8 @@ func classify(ctx context.Context, args []string, explain bool) error {
 	model := fs.String("model", "spam.model", "model file")
 	cfg := configFlags(fs)
 	fs.Parse(args)
+	// One message per process: garbage collection would only cost time.
+	debug.SetGCPercent(-1)
 	view, err := openModel(*model)
 	if err != nil {
 		return err
@@ -225,7 +303,6 @@ func bench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	model := fs.String("model", "spam.model", "model file")
 	procs := fs.Int("procs", 1, "GOMAXPROCS")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile")
 	cfg := configFlags(fs)
 	fs.Parse(args)
 	runtime.GOMAXPROCS(*procs)
@@ -238,14 +315,6 @@ func bench(ctx context.Context, args []string) error {
 		return err
 	}
 	c := spam.NewClassifier(st, *cfg)
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
 	var spamN, bytes int64
 	t0 := time.Now()
 	for _, p := range files {
