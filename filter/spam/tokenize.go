@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/textproto"
@@ -199,6 +200,19 @@ func (t *tokenizer) add(token string) {
 	if !utf8.ValidString(token) {
 		// Raw 8-bit header bytes: keep tokens printable for Reasons and logs.
 		token = strings.ToValidUTF8(token, "\uFFFD")
+	}
+	if strings.IndexFunc(token, unicode.IsControl) >= 0 {
+		// A stray CR or other control byte (a malformed header line) is
+		// never part of a token: tokens appear in logs and verdict reasons.
+		token = strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) {
+				return -1
+			}
+			return r
+		}, token)
+		if token == "" || strings.HasSuffix(token, ":") {
+			return
+		}
 	}
 	if _, ok := t.seen[token]; ok {
 		return
