@@ -79,8 +79,12 @@ func ParseRecord(origin string, r Record) (Record, error) {
 	// miekg/dns accepts some values (e.g. a CAA tag that is empty once
 	// parsed) whose presentation form it cannot read back; a record that
 	// would not survive a zone export and re-import is refused now.
-	if _, err := parseRR(origin, out); err != nil {
+	again, err := parseRR(origin, out)
+	if err != nil {
 		return Record{}, &RecordError{Record: r, Reason: "value does not survive normalisation", Err: err}
+	}
+	if fromRR(again) != out {
+		return Record{}, &RecordError{Record: r, Reason: "value has no stable written form (e.g. an empty CAA tag)"}
 	}
 	return out, nil
 }
