@@ -214,18 +214,18 @@ type iotestErr struct{ err error }
 func (e iotestErr) Read([]byte) (int, error) { return 0, e.err }
 
 // Check stages: verdicts are kept, reject/tempfail refuse.
-type stubCheck struct {
+type fixedCheck struct {
 	name   string
 	action Action
 }
 
-func (s stubCheck) CheckConn(context.Context, *Envelope) Verdict {
+func (s fixedCheck) CheckConn(context.Context, *Envelope) Verdict {
 	return Verdict{Stage: s.name, Action: s.action}
 }
-func (s stubCheck) CheckEnvelope(context.Context, *Envelope, string) Verdict {
+func (s fixedCheck) CheckEnvelope(context.Context, *Envelope, string) Verdict {
 	return Verdict{Stage: s.name, Action: s.action}
 }
-func (s stubCheck) CheckMessage(_ context.Context, _ *Envelope, _ []string, body io.ReaderAt, size int64) Verdict {
+func (s fixedCheck) CheckMessage(_ context.Context, _ *Envelope, _ []string, body io.ReaderAt, size int64) Verdict {
 	b := make([]byte, size)
 	body.ReadAt(b, 0)
 	if strings.Contains(string(b), "EICAR") {
@@ -238,9 +238,9 @@ func TestPipelineChecks(t *testing.T) {
 	w := newWorld(t)
 	ctx := t.Context()
 	p := New(Config{Store: w.st, Checks: Checks{
-		Conn:     []ConnCheck{stubCheck{"conn", ActionAccept}},
-		Envelope: []EnvelopeCheck{stubCheck{"env", ActionTag}},
-		Message:  []MessageCheck{stubCheck{"msg", ActionAccept}},
+		Conn:     []ConnCheck{fixedCheck{"conn", ActionAccept}},
+		Envelope: []EnvelopeCheck{fixedCheck{"env", ActionTag}},
+		Message:  []MessageCheck{fixedCheck{"msg", ActionAccept}},
 	}})
 	tx, err := p.Begin(ctx, &Envelope{ID: "v"})
 	if err != nil {
@@ -262,7 +262,7 @@ func TestPipelineChecks(t *testing.T) {
 	if len(w.inbox(t, w.alice)) != 1 {
 		t.Fatal("rejected message delivered")
 	}
-	p2 := New(Config{Store: w.st, Checks: Checks{Conn: []ConnCheck{stubCheck{"greylist", ActionTempFail}}}})
+	p2 := New(Config{Store: w.st, Checks: Checks{Conn: []ConnCheck{fixedCheck{"greylist", ActionTempFail}}}})
 	if _, err := p2.Begin(ctx, &Envelope{ID: "g"}); code(err) != "451 4.7.1" {
 		t.Fatalf("tempfail: %v", err)
 	}

@@ -75,7 +75,7 @@ func (n *Node) startOutbound() (*outbound.Engine, error) {
 		}
 		smarthosts = map[string]outbound.Smarthost{"": sh}
 	}
-	e := outbound.New(outbound.Config{Smarthosts: smarthosts,Store: loggedQueue{n.store, n.maillog}, Hostname: n.cfg.Hostname, Resolver: n.cfg.DNSResolver,
+	e := outbound.New(outbound.Config{Smarthosts: smarthosts, Store: loggedQueue{n.store, n.maillog}, Hostname: n.cfg.Hostname, Resolver: n.cfg.DNSResolver,
 		Port: n.cfg.OutboundPort, IsLeader: n.raft.IsLeader, Transcripts: transcriptStore{n.store},
 		Logger: n.log.With("service", "outbound")})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -30,6 +30,16 @@ func (t *tokenizer) headers(h header, depth int) {
 			v = v[:t.lim.MaxFieldBytes]
 			t.add("hdr:long")
 		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			// Bare CR, LF or NUL inside a field (RELIABILITY #31).
+			t.add("hdr:ctl")
+			v = strings.Map(func(r rune) rune {
+				if r == '\r' || r == '\n' || r == 0 {
+					return ' '
+				}
+				return r
+			}, v)
+		}
 		key := strings.ToLower(f.key)
 		switch key {
 		case "subject":
