@@ -2,6 +2,7 @@ package node
 
 import (
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"time"
@@ -35,19 +36,14 @@ th{font-weight:600;background:#f6f6f6}.ok{color:#17733a}.bad{color:#b3261e;font-
 func humanBytes(n uint64) string {
 	const unit = 1024
 	if n < unit {
-		return "0 KiB"
+		return fmt.Sprintf("%d B", n)
 	}
 	div, exp := uint64(unit), 0
 	for m := n / unit; m >= unit; m /= unit {
 		div *= unit
 		exp++
 	}
-	return fmtFloat(float64(n)/float64(div)) + " " + string("KMGTPE"[exp]) + "iB"
-}
-
-func fmtFloat(f float64) string {
-	b, _ := json.Marshal(float64(int(f*10)) / 10)
-	return string(b)
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // clusterHandlers serve the cluster status page and its JSON (SPEC W4) on
