@@ -31,7 +31,11 @@ type headerScan struct {
 	lineLen  int    // its true length
 	inFrom   bool   // the current field is From (continuations belong to it)
 	from     [][]byte
-	err      error // sticky
+	// subject and messageID keep the first Subject and Message-ID fields
+	// for the mail log, so nobody re-reads the stored file for them.
+	subject, messageID []byte
+	inField            *[]byte // Subject or Message-ID being unfolded
+	err                error   // sticky
 }
 
 // lineCap bounds what is kept of one header line; From fields longer than
@@ -105,9 +109,12 @@ func (h *headerScan) endLine() *Reject {
 		if h.inFrom {
 			h.from[len(h.from)-1] = append(append(h.from[len(h.from)-1], ' '), bytes.TrimSpace(line)...)
 		}
+		if h.inField != nil && len(*h.inField) < logFieldCap {
+			*h.inField = append(append(*h.inField, ' '), bytes.TrimSpace(line)...)
+		}
 		return nil
 	}
-	h.inFrom = false
+	h.inFrom, h.inField = false, nil
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
 		// Not a field: the header section is over (malformed message).
@@ -125,9 +132,18 @@ func (h *headerScan) endLine() *Reject {
 	case bytes.EqualFold(name, []byte("From")):
 		h.inFrom = true
 		h.from = append(h.from, append([]byte(nil), bytes.TrimSpace(line[colon+1:])...))
+	case bytes.EqualFold(name, []byte("Subject")) && h.subject == nil:
+		h.subject = append([]byte{}, bytes.TrimSpace(line[colon+1:])...)
+		h.inField = &h.subject
+	case bytes.EqualFold(name, []byte("Message-ID")) && h.messageID == nil:
+		h.messageID = append([]byte{}, bytes.TrimSpace(line[colon+1:])...)
+		h.inField = &h.messageID
 	}
 	return nil
 }
+
+// logFieldCap bounds what is kept of Subject and Message-ID.
+const logFieldCap = 2048
 
 func (h *headerScan) finish() *Reject {
 	h.inHeader = false

@@ -1,10 +1,7 @@
 package filter
 
 import (
-	"bufio"
-	"io"
 	"mime"
-	"net/textproto"
 	"strings"
 
 	"github.com/tandemmail/tandem/storage"
@@ -47,25 +44,21 @@ func (d *Delivery) logReject(rcpt string, rej *Reject) {
 	d.p.cfg.MailLog.Log(r)
 }
 
-// logAccepted records the accepted message with its subject and Message-ID.
-func (d *Delivery) logAccepted(sha string, size int64) {
+// logAccepted records the accepted message with its subject and
+// Message-ID, as the header scan saw them while the message was stored.
+func (d *Delivery) logAccepted(hs *headerScan, size int64) {
 	if d.p.cfg.MailLog == nil {
 		return
 	}
 	r := d.record("received")
 	r.Size = size
 	r.Action = "accept"
-	if f, err := d.p.cfg.Store.OpenBlob(sha); err == nil {
-		h, _ := textproto.NewReader(bufio.NewReader(io.LimitReader(f, 256<<10))).ReadMIMEHeader()
-		f.Close()
-		dec := new(mime.WordDecoder)
-		subj := h.Get("Subject")
-		if s, err := dec.DecodeHeader(subj); err == nil {
-			subj = s
-		}
-		r.Subject = truncateRunes(subj, 200)
-		r.MessageID = truncateRunes(strings.Trim(h.Get("Message-Id"), "<> "), 200)
+	subj := string(hs.subject)
+	if s, err := new(mime.WordDecoder).DecodeHeader(subj); err == nil {
+		subj = s
 	}
+	r.Subject = truncateRunes(subj, 200)
+	r.MessageID = truncateRunes(strings.Trim(string(hs.messageID), "<> "), 200)
 	d.p.cfg.MailLog.Log(r)
 	if len(d.accounts) > 0 {
 		l := d.record("delivered")

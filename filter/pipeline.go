@@ -196,56 +196,56 @@ func (d *Delivery) addRcpt(ctx context.Context, addr string) error {
 // commits it. nil means durable: the blob is fsynced and the delivery
 // applied through Raft. The outcome goes to the mail log.
 func (d *Delivery) Body(ctx context.Context, r io.Reader) error {
-	sha, size, err := d.body(ctx, r)
+	hs, size, err := d.body(ctx, r)
 	if rej, ok := AsReject(err); ok {
 		d.logReject("", rej)
 	} else if err == nil {
-		d.logAccepted(sha, size)
+		d.logAccepted(hs, size)
 	}
 	return err
 }
 
-func (d *Delivery) body(ctx context.Context, r io.Reader) (string, int64, error) {
+func (d *Delivery) body(ctx context.Context, r io.Reader) (*headerScan, int64, error) {
 	if d.done.Swap(true) {
-		return "", 0, errors.New("body: transaction finished")
+		return nil, 0, errors.New("body: transaction finished")
 	}
 	if len(d.rcpts) == 0 {
-		return "", 0, reject(554, [3]int{5, 5, 1}, "No valid recipients", nil)
+		return nil, 0, reject(554, [3]int{5, 5, 1}, "No valid recipients", nil)
 	}
 	src := &errReader{r: r}
 	hs := newHeaderScan(src, d.p.cfg.MaxHeaderBytes, d.p.cfg.MaxHops, d.checkHeaderFrom)
 	blob, err := d.p.cfg.Store.PutBlob(io.MultiReader(strings.NewReader(d.env.Trace), hs))
 	if err != nil {
 		if hs.err != nil {
-			return "", 0, hs.err
+			return nil, 0, hs.err
 		}
 		if src.err != nil {
 			// The caller's reader failed: client gone, size limit. The
 			// caller knows its own error; nothing was stored.
-			return "", 0, fmt.Errorf("read message %s: %w", d.env.ID, src.err)
+			return nil, 0, fmt.Errorf("read message %s: %w", d.env.ID, src.err)
 		}
-		return "", 0, storageReject(fmt.Errorf("store message %s: %w", d.env.ID, err))
+		return nil, 0, storageReject(fmt.Errorf("store message %s: %w", d.env.ID, err))
 	}
 	defer blob.Release()
 	if rej := d.runMessageChecks(ctx, blob); rej != nil {
-		return "", 0, rej
+		return nil, 0, rej
 	}
 	if len(d.accounts) > 0 {
 		if err := d.p.cfg.Store.Deliver(ctx, blob, dedup(d.accounts), d.p.cfg.Now()); err != nil {
-			return "", 0, storageReject(fmt.Errorf("deliver %s: %w", d.env.ID, err))
+			return nil, 0, storageReject(fmt.Errorf("deliver %s: %w", d.env.ID, err))
 		}
 	}
 	if len(d.remote) > 0 {
 		if err := d.p.cfg.Outbound.Enqueue(ctx, d.env, d.remote, blob); err != nil {
 			if _, ok := AsReject(err); ok {
-				return "", 0, err
+				return nil, 0, err
 			}
-			return "", 0, storageReject(fmt.Errorf("queue %s: %w", d.env.ID, err))
+			return nil, 0, storageReject(fmt.Errorf("queue %s: %w", d.env.ID, err))
 		}
 	}
 	d.p.log.Info("message delivered", "msg_id", d.env.ID, "blob", blob.SHA[:12], "size", blob.Size,
 		"rcpts", len(d.rcpts), "local_accounts", len(dedup(d.accounts)), "remote", len(d.remote))
-	return blob.SHA, blob.Size, nil
+	return hs, blob.Size, nil
 }
 
 // Abort abandons the transaction. Nothing was committed unless Body
