@@ -34,6 +34,7 @@ const (
 	CmdLogAppend
 	CmdLogPrune
 	CmdTranscript
+	CmdKVBatch // storage/kv.go: every feature's replicated settings and lists
 )
 
 // commandVersion is bumped when a payload changes incompatibly; Apply keeps
@@ -44,7 +45,7 @@ func (t CommandType) String() string {
 	names := [...]string{"", "AddDomain", "DelDomain", "SetCatchAll", "AddAccount", "DelAccount",
 		"SetPassword", "UpdateAccount", "AddAlias", "DelAlias", "CreateMailbox", "DeleteMailbox",
 		"RenameMailbox", "Subscribe", "Deliver", "StoreFlags", "Copy", "Expunge",
-		"Enqueue", "QueueAttempt", "QueueDelete", "QueueReschedule", "LogAppend", "LogPrune", "Transcript"}
+		"Enqueue", "QueueAttempt", "QueueDelete", "QueueReschedule", "LogAppend", "LogPrune", "Transcript", "KVBatch"}
 	if int(t) < len(names) && t > 0 {
 		return names[t]
 	}

@@ -21,12 +21,13 @@ var forwardable = map[CommandType]bool{
 	CmdSetPassword: true, CmdUpdateAccount: true, CmdAddAlias: true, CmdDelAlias: true, CmdCreateMailbox: true,
 	CmdDeleteMailbox: true, CmdRenameMailbox: true, CmdSubscribe: true, CmdStoreFlags: true, CmdCopy: true,
 	CmdExpunge: true, CmdQueueDelete: true, CmdQueueReschedule: true, CmdLogAppend: true, CmdLogPrune: true,
+	CmdKVBatch: true,
 }
 
 // sentinels lets a forwarded error keep its identity (errors.Is).
 var sentinels = []error{ErrAuthFailed, ErrNoAccount, ErrNoDomain, ErrNoAlias, ErrNoMailbox, ErrNoMessage,
 	ErrMailboxExists, ErrBadMailboxName, ErrCannotDelete, ErrOverQuota, ErrExists, ErrNotEmpty, ErrBadAddress,
-	ErrUnknownRecipient, ErrNotLocal, ErrNotLeader, ErrUnavailable}
+	ErrUnknownRecipient, ErrNotLocal, ErrNotLeader, ErrUnavailable, ErrKVConflict}
 
 type wireResult struct {
 	Err      string          `json:"err,omitempty"`

@@ -156,7 +156,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			if l.Type != raft.LogCommand {
 				continue
 			}
-			results[i] = f.applyCommand(tx, l.Data, &changes)
+			results[i] = f.applyCommand(tx, l.Index, l.Data, &changes)
 		}
 		if last != applied {
 			return putU64(meta, keyApplied, last)
@@ -197,7 +197,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 // function checks everything before it writes, so a failed command leaves no
 // partial change in the shared batch transaction. An entry that cannot be
 // decoded means this binary cannot follow the log: panic (consul/nomad).
-func (f *FSM) applyCommand(tx *bolt.Tx, data []byte, ch *changeSet) any {
+func (f *FSM) applyCommand(tx *bolt.Tx, index uint64, data []byte, ch *changeSet) any {
 	if len(data) < 2 {
 		panic(fmt.Sprintf("storage: short command (%d bytes)", len(data)))
 	}
@@ -308,6 +308,10 @@ func (f *FSM) applyCommand(tx *bolt.Tx, data []byte, ch *changeSet) any {
 		var c transcriptCmd
 		dec(&c)
 		return a.saveTranscript(c)
+	case CmdKVBatch:
+		var c kvBatchCmd
+		dec(&c)
+		return a.kvBatch(c, index)
 	default:
 		panic(fmt.Sprintf("storage: unknown command type %d", t))
 	}

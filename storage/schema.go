@@ -24,7 +24,7 @@ var (
 	bktBlobs        = []byte("blobs")         // sha → refcount(8)
 
 	allBuckets = [][]byte{bktMeta, bktDomains, bktAccounts, bktAccountIDs, bktAliases,
-		bktMailboxes, bktMailboxNames, bktMessages, bktBlobs, bktQueue, bktQueueDue, bktLog, bktTranscripts}
+		bktMailboxes, bktMailboxNames, bktMessages, bktBlobs, bktQueue, bktQueueDue, bktLog, bktTranscripts, bktKV, bktKVRev}
 
 	keyApplied     = []byte("applied_index")
 	keySchema      = []byte("schema")
