@@ -230,6 +230,14 @@ func (d *Delivery) body(ctx context.Context, r io.Reader) (*headerScan, int64, e
 	if rej := d.runMessageChecks(ctx, blob); rej != nil {
 		return nil, 0, rej
 	}
+	if added := d.addedHeaders(); added != "" {
+		nb, err := d.prependHeaders(blob, added)
+		if err != nil {
+			return nil, 0, storageReject(fmt.Errorf("add headers to %s: %w", d.env.ID, err))
+		}
+		defer nb.Release()
+		blob = nb
+	}
 	if len(d.accounts) > 0 {
 		if err := d.p.cfg.Store.Deliver(ctx, blob, dedup(d.accounts), d.p.cfg.Now()); err != nil {
 			return nil, 0, storageReject(fmt.Errorf("deliver %s: %w", d.env.ID, err))
@@ -289,6 +297,35 @@ func (d *Delivery) runMessageChecks(ctx context.Context, blob *storage.Blob) *Re
 		}
 	}
 	return nil
+}
+
+// addedHeaders joins the header fields the message checks asked for.
+func (d *Delivery) addedHeaders() string {
+	var b strings.Builder
+	for _, v := range d.verdicts {
+		for _, h := range v.Headers {
+			if h == "" {
+				continue
+			}
+			b.WriteString(h)
+			if !strings.HasSuffix(h, "\r\n") {
+				b.WriteString("\r\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// prependHeaders stores a copy of blob with the header fields in front. The
+// checks ran on the message as received; what is delivered is that message
+// plus their findings.
+func (d *Delivery) prependHeaders(blob *storage.Blob, headers string) (*storage.Blob, error) {
+	f, err := d.p.cfg.Store.OpenBlob(blob.SHA)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return d.p.cfg.Store.PutBlob(io.MultiReader(strings.NewReader(headers), f))
 }
 
 // storageReject maps a storage failure to a temporary reply: mail that was

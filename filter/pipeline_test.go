@@ -360,3 +360,34 @@ func TestMaxRecipientsFilter(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// headerCheck asks for a header field, as the sender verification and the
+// spam stage do.
+type headerCheck struct{ field string }
+
+func (h headerCheck) CheckMessage(context.Context, *Envelope, []string, io.ReaderAt, int64) Verdict {
+	return Verdict{Stage: "hdr", Action: ActionAccept, Headers: []string{h.field}}
+}
+
+func TestPipelineAddsHeaders(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	p := New(Config{Store: w.st, Checks: Checks{Message: []MessageCheck{
+		headerCheck{"Authentication-Results: mx.example.org; spf=pass\r\n"},
+		headerCheck{"X-Spam-Status: No, score=0.1"}, // CRLF added when missing
+	}}})
+	env := &Envelope{ID: "h", Trace: "Received: from x by y; now\r\n"}
+	tx, err := p.Begin(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.AddRcpt(ctx, "alice@example.org")
+	msg := "Subject: hi\r\n\r\nbody\r\n"
+	if err := tx.Body(ctx, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	want := "Authentication-Results: mx.example.org; spf=pass\r\nX-Spam-Status: No, score=0.1\r\n" + env.Trace + msg
+	if got := w.inbox(t, w.alice); len(got) != 1 || got[0] != want {
+		t.Fatalf("inbox %q", got)
+	}
+}

@@ -41,6 +41,11 @@ type Verdict struct {
 	Score    float64
 	Reason   string // shown to the client on reject/tempfail: keep it free of secrets
 	Duration time.Duration
+	// Headers are complete header fields, each ending in CRLF, that a
+	// MessageCheck asks to prepend to the stored message (RFC 8601
+	// Authentication-Results, the spam status). They go above the trace
+	// fields, as a receiving MTA adds them (RFC 8601 §5).
+	Headers []string
 }
 
 // ConnCheck judges the client (IP, HELO, TLS) once per transaction, at Begin.

@@ -37,7 +37,11 @@ func (n *Node) startServices() error {
 		return err
 	}
 	n.outbound.Store(engine)
-	pipeline := filter.New(filter.Config{Store: n.store, Logger: n.log, MailLog: n.maillog, Outbound: engine})
+	checks, err := n.filterChecks()
+	if err != nil {
+		return err
+	}
+	pipeline := filter.New(filter.Config{Store: n.store, Logger: n.log, MailLog: n.maillog, Outbound: engine, Checks: checks})
 	auth := smtpd.StoreAuth(n.store)
 	smtpServer := func(mode smtpd.Mode) *smtpd.Server {
 		return smtpd.New(smtpd.Config{Hostname: n.cfg.Hostname, TLSConfig: n.tls, Mode: mode,
