@@ -10,12 +10,17 @@ FUZZTIME="${FUZZTIME:-10s}"
 
 need=()
 command -v python3 >/dev/null || need+=(python3)
+command -v chromium >/dev/null || need+=(chromium) # browser tests (node/e2e/browser_*_test.go)
 command -v curl >/dev/null || need+=(curl)
 command -v swaks >/dev/null || need+=(swaks)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v ip >/dev/null || need+=(iproute2)
+command -v traceroute >/dev/null || need+=(traceroute)
 command -v dig >/dev/null || need+=(bind9-dnsutils)
+/usr/bin/python3 -c 'import dkim' 2>/dev/null || need+=(python3-dkim)
+/usr/bin/python3 -c 'import authres' 2>/dev/null || need+=(python3-authres)
+command -v clamd >/dev/null || need+=(clamav-daemon)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing ${need[*]}: run as root, or install them with apt-get" >&2

@@ -73,6 +73,11 @@ type Node struct {
 	codec     ResponseCodec
 
 	vipReleased func(from string)
+
+	// closed is closed by Close. raft does not answer futures still queued
+	// when it shuts down, so Apply also waits on this.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // Open starts Raft over fsm. A data folder with no Raft state bootstraps a
@@ -133,7 +138,7 @@ func Open(cfg Config, fsm raft.FSM) (*Node, error) {
 		logStore.Close()
 		return nil, fmt.Errorf("cluster: open snapshots: %w", err)
 	}
-	n := &Node{cfg: cfg, logStore: logStore, log: cfg.Logger}
+	n := &Node{cfg: cfg, logStore: logStore, log: cfg.Logger, closed: make(chan struct{})}
 	var addr raft.ServerAddress
 	if cfg.BindAddr == "" {
 		var t *raft.InmemTransport
@@ -310,7 +315,17 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
 		return nil, fmt.Errorf("apply: %w", context.DeadlineExceeded)
 	}
 	f := n.r().Apply(cmd, timeout)
-	if err := f.Error(); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-n.closed:
+		// The entry may or may not commit: the caller hears "unavailable",
+		// as with any failure whose outcome is unknown, and retries.
+		return nil, fmt.Errorf("%w: node shutting down", ErrUnavailable)
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
 			return nil, ErrNotLeader
@@ -371,6 +386,7 @@ func (n *Node) Close() error {
 	}
 	n.stopEvents()
 	err := n.r().Shutdown().Error()
+	n.closeOnce.Do(func() { close(n.closed) })
 	n.closeStores()
 	return err
 }

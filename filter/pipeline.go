@@ -39,6 +39,11 @@ type Config struct {
 	Logger   *slog.Logger
 	Checks   Checks
 	MailLog  MailLog // nil: no mail log records
+	Gateway  Gateway // nil: no gateway domains (SPEC M9)
+	// RcptRejectObserver, if set, hears of every refused recipient (the
+	// mail firewall counts unknown ones, 550 5.1.1, to spot dictionary
+	// attacks). It must not block.
+	RcptRejectObserver func(ctx context.Context, env *Envelope, rcpt string, r *Reject)
 
 	MaxRecipients  int              // per transaction; default 1000 (RFC 5321 §4.5.3.1.8 asks for at least 100)
 	MaxHeaderBytes int64            // header section limit; default 1 MiB
@@ -112,6 +117,7 @@ type Delivery struct {
 	rcpts    []string // accepted recipients, as given
 	accounts []uint64 // local targets
 	remote   []string // for the outbound queue
+	relay    []string // gateway-domain recipients, for their backends
 	verdicts []Verdict
 	done     atomic.Bool // Abort may come from another goroutine while Body runs
 }
@@ -128,6 +134,9 @@ func (d *Delivery) AddRcpt(ctx context.Context, addr string) error {
 	err := d.addRcpt(ctx, addr)
 	if rej, ok := AsReject(err); ok {
 		d.logReject(addr, rej)
+		if o := d.p.cfg.RcptRejectObserver; o != nil {
+			o(ctx, d.env, addr, rej)
+		}
 	}
 	return err
 }
@@ -149,6 +158,9 @@ func (d *Delivery) addRcpt(ctx context.Context, addr string) error {
 		// Never an open relay: %-hack, bang paths, quoted "@" and address
 		// literals are refused even for authenticated users.
 		return reject(554, [3]int{5, 7, 1}, "Relay access denied", nil)
+	}
+	if handled, err := d.gatewayRecipient(ctx, addr, a.String()); handled {
+		return err // filter/gateway.go: relayed to the domain's backends
 	}
 	ids, err := d.p.cfg.Store.ResolveRecipient(a.String())
 	remote := false
@@ -214,33 +226,61 @@ func (d *Delivery) body(ctx context.Context, r io.Reader) (*headerScan, int64, e
 	}
 	src := &errReader{r: r}
 	hs := newHeaderScan(src, d.p.cfg.MaxHeaderBytes, d.p.cfg.MaxHops, d.checkHeaderFrom)
-	blob, err := d.p.cfg.Store.PutBlob(io.MultiReader(strings.NewReader(d.env.Trace), hs))
-	if err != nil {
+	in := io.MultiReader(strings.NewReader(d.env.Trace), hs)
+	readErr := func(what string, err error) error {
 		if hs.err != nil {
-			return nil, 0, hs.err
+			return hs.err
 		}
 		if src.err != nil {
 			// The caller's reader failed: client gone, size limit. The
 			// caller knows its own error; nothing was stored.
-			return nil, 0, fmt.Errorf("read message %s: %w", d.env.ID, src.err)
+			return fmt.Errorf("read message %s: %w", d.env.ID, src.err)
 		}
-		return nil, 0, storageReject(fmt.Errorf("store message %s: %w", d.env.ID, err))
+		return storageReject(fmt.Errorf("%s %s: %w", what, d.env.ID, err))
 	}
-	defer blob.Release()
-	if rej := d.runMessageChecks(ctx, blob); rej != nil {
-		return nil, 0, rej
-	}
-	if added := d.addedHeaders(); added != "" {
-		nb, err := d.prependHeaders(blob, added)
+	var blob *storage.Blob
+	if len(d.p.cfg.Checks.Message) > 0 {
+		// The checks read a spooled copy, and only the message as it is
+		// delivered (with the checks' header fields) becomes a blob: one
+		// durable write per message instead of two. Nothing needs to be
+		// durable before the commit, since nothing was acknowledged.
+		sp, err := newSpool(in, spoolInMemory)
 		if err != nil {
-			return nil, 0, storageReject(fmt.Errorf("add headers to %s: %w", d.env.ID, err))
+			return nil, 0, readErr("spool message", err)
 		}
-		defer nb.Release()
-		blob = nb
+		defer sp.Close()
+		if rej := d.runMessageChecks(ctx, sp, sp.size); rej != nil {
+			return nil, 0, rej
+		}
+		blob, err = d.p.cfg.Store.PutBlob(io.MultiReader(strings.NewReader(d.addedHeaders()), io.NewSectionReader(sp, 0, sp.size)))
+		if err != nil {
+			return nil, 0, storageReject(fmt.Errorf("store message %s: %w", d.env.ID, err))
+		}
+		defer blob.Release()
+	} else {
+		b, err := d.p.cfg.Store.PutBlob(in)
+		if err != nil {
+			return nil, 0, readErr("store message", err)
+		}
+		defer b.Release()
+		blob = b
+		if added := d.addedHeaders(); added != "" {
+			nb, err := d.prependHeaders(blob, added)
+			if err != nil {
+				return nil, 0, storageReject(fmt.Errorf("add headers to %s: %w", d.env.ID, err))
+			}
+			defer nb.Release()
+			blob = nb
+		}
 	}
 	if len(d.accounts) > 0 {
-		if err := d.p.cfg.Store.Deliver(ctx, blob, dedup(d.accounts), d.p.cfg.Now()); err != nil {
-			return nil, 0, storageReject(fmt.Errorf("deliver %s: %w", d.env.ID, err))
+		if err := d.deliverLocal(ctx, blob); err != nil {
+			return nil, 0, err
+		}
+	}
+	if len(d.relay) > 0 {
+		if err := d.relayGateway(ctx, blob); err != nil {
+			return nil, 0, err
 		}
 	}
 	if len(d.remote) > 0 {
@@ -280,17 +320,11 @@ func (d *Delivery) checkHeaderFrom(from []string) *Reject {
 	return nil
 }
 
-func (d *Delivery) runMessageChecks(ctx context.Context, blob *storage.Blob) *Reject {
-	if len(d.p.cfg.Checks.Message) == 0 {
-		return nil
-	}
-	f, err := d.p.cfg.Store.OpenBlob(blob.SHA)
-	if err != nil {
-		return storageReject(fmt.Errorf("open stored message %s: %w", d.env.ID, err))
-	}
-	defer f.Close()
+func (d *Delivery) runMessageChecks(ctx context.Context, body io.ReaderAt, size int64) *Reject {
 	for _, c := range d.p.cfg.Checks.Message {
-		v := timed(func() Verdict { return c.CheckMessage(ctx, d.env, d.rcpts, f, blob.Size) })
+		// Later stages (spam scoring) add up what earlier ones found.
+		cctx := WithPriorVerdicts(ctx, d.verdicts)
+		v := timed(func() Verdict { return c.CheckMessage(cctx, d.env, d.rcpts, body, size) })
 		d.verdicts = append(d.verdicts, v)
 		if r := verdictReject(v); r != nil {
 			return r

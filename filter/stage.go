@@ -69,6 +69,9 @@ type Checks struct {
 	Conn     []ConnCheck
 	Envelope []EnvelopeCheck
 	Message  []MessageCheck
+	// Dispose, if set, routes each local account's copy after the checks
+	// passed; nil delivers every copy to INBOX.
+	Dispose Disposer
 }
 
 // verdictReject turns a refusing verdict into the client's reply.
@@ -94,4 +97,52 @@ func timed(f func() Verdict) Verdict {
 		v.Duration = time.Since(start)
 	}
 	return v
+}
+
+// priorKey is the context key under which the pipeline passes the verdicts
+// recorded so far to a MessageCheck.
+type priorKey struct{}
+
+// WithPriorVerdicts returns ctx carrying a copy of vs, as the pipeline
+// passes it to each MessageCheck. Tests of later stages use it too.
+func WithPriorVerdicts(ctx context.Context, vs []Verdict) context.Context {
+	return context.WithValue(ctx, priorKey{}, append([]Verdict(nil), vs...))
+}
+
+// PriorVerdicts lists the verdicts the transaction recorded before the
+// running MessageCheck: connection, envelope (one per recipient and check)
+// and earlier message checks. A stage such as spam scoring adds their
+// scores to its own. nil outside the pipeline.
+func PriorVerdicts(ctx context.Context) []Verdict {
+	vs, _ := ctx.Value(priorKey{}).([]Verdict)
+	return vs
+}
+
+// Disposition is where one local account's copy of an accepted message
+// goes. The zero value (apart from AccountID) is normal delivery to INBOX.
+type Disposition struct {
+	AccountID uint64
+	// Mailbox is the target mailbox name; "" means INBOX. A missing
+	// mailbox is created, with SpecialUse if set (RFC 6154, e.g. \Junk).
+	Mailbox    string
+	SpecialUse string
+	// SubjectTag is prepended to the Subject field of this copy (e.g.
+	// "[SPAM]"); "" leaves the message as it is.
+	SubjectTag string
+	// Drop accepts the message for this account but stores nothing (the
+	// "delete" spam action); the mail log still records it.
+	Drop   bool
+	Reason string // why, for the log: "spam score 14.2 >= 5.0: junk"
+	// Blob is filled in by the pipeline with the SHA-256 of the stored
+	// copy this account got, before Disposer.Delivered is called.
+	Blob string
+}
+
+// Disposer decides per local account where an accepted message goes (the
+// actions of DESIGN §6: deliver, tag, quarantine, delete). Dispose sees
+// every verdict of the transaction. Delivered is called once the copies
+// are committed, so follow-up records (quarantine) reference stored mail.
+type Disposer interface {
+	Dispose(ctx context.Context, env *Envelope, verdicts []Verdict, accounts []uint64) []Disposition
+	Delivered(ctx context.Context, env *Envelope, ds []Disposition)
 }

@@ -62,6 +62,10 @@ func (n *Node) clusterHandlers(mux *http.ServeMux) {
 		enc.Encode(n.ClusterStatus(r.Context()))
 	})
 	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, r *http.Request) {
+		if n.web != nil { // the page in the web admin's layout (webui/pages.go)
+			n.web.ServeClusterPage(w, r)
+			return
+		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 		if n.raft.Mux() == nil {

@@ -14,8 +14,17 @@ import (
 // earlier verdicts).
 func (n *Node) filterChecks() (filter.Checks, error) {
 	var c filter.Checks
+	if n.cfg.NoFilters {
+		return c, nil // --filters=false: measuring the pipeline without its checks
+	}
 	for _, add := range []func(*filter.Checks) error{
 		// Stage builders are listed here, one per feature file.
+		n.firewallChecks,   // mail firewall: blocked clients, message rate (node/firewall.go)
+		n.reputationChecks, // dnsbl, greylist, allow/block lists, rules, awl, fingerprints (node/reputation.go)
+		// sender auth (node/auth.go): after firewall, dnsbl, greylist, lists; before virus, spam
+		n.authChecks,
+		n.virusChecks, // antivirus via clamd (node/virus.go)
+		n.spamChecks,  // spam: always last, it adds up every earlier verdict's score
 	} {
 		if err := add(&c); err != nil {
 			return filter.Checks{}, fmt.Errorf("filter stages: %w", err)

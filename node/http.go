@@ -21,9 +21,9 @@ h1{font-weight:600}code{background:#f3f3f3;padding:0 .3rem}</style></head>
 {{range $k, $v := .Listeners}}<tr><th>{{$k}}</th><td>{{$v}}</td></tr>{{end}}</table>
 </body></html>`))
 
-// httpHandler serves the node's public HTTP listener: a status page and a
-// health check. The admin API is only on the unix socket until the web
-// admin (with login) is in place.
+// httpHandler serves the node's HTTP and HTTPS listeners: the health
+// check, the public cluster status, the web admin (login, pages, and the
+// JSON API behind login) and the handlers other features register.
 func (n *Node) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -37,10 +37,18 @@ func (n *Node) httpHandler() http.Handler {
 		json.NewEncoder(w).Encode(map[string]any{"ok": code == http.StatusOK, "state": st.State, "time": time.Now().UTC()})
 	})
 	n.clusterHandlers(mux)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-		statusPage.Execute(w, n.Status())
-	})
+	n.quarantineHandlers(mux)
+	n.signatureHandlers(mux)
+	if n.web != nil {
+		// The web admin: login, pages, /static/ and the JSON API under
+		// /api/ (behind login and CSRF checks; webui/pages.go).
+		n.web.Mount(mux)
+	} else {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+			statusPage.Execute(w, n.Status())
+		})
+	}
 	return mux
 }

@@ -55,6 +55,11 @@ type Node struct {
 	closers   []func() error
 	wg        sync.WaitGroup
 	stopSweep chan struct{}
+	spam      spamState             // node/spam.go
+	fw        fwState               // node/firewall.go
+	certs     *webui.CertSource     // node/tls.go: uploaded or self-signed certificate
+	addrs     *hardware.AddrManager // interface addresses for the setup wizard (nil: unavailable)
+	web       *webui.Web            // node/web.go: the web admin on the HTTP(S) listeners
 }
 
 // AdminSocket is the path of the CLI's unix socket in a data folder.
@@ -113,6 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.tls = serverTLS(cert)
+	n.useUploadedCert(cert) // node/tls.go
 	if err := n.firstStart(ctx); err != nil {
 		n.Close()
 		return nil, err
@@ -131,6 +137,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	} else if err := n.startServices(); err != nil {
 		n.Close()
 		return nil, err
+	}
+	if !cfg.Witness {
+		if err := n.startDNS(); err != nil { // node/dns.go
+			n.Close()
+			return nil, err
+		}
 	}
 	if !cfg.Witness && (cfg.VIP4 != "" || cfg.VIP6 != "") {
 		if err := n.startVIP(); err != nil {
@@ -341,6 +353,8 @@ Tandem is set up. This is shown once: keep the password.
   Admin account: %s
   Password:      %s
 Change it with:  tandem --data %s account passwd %s
+Then log in to the web admin (the Web address below) and open /setup: the
+setup wizard asks for the box's address, the mail domains and the accounts.
 `, dom, admin, pw, n.cfg.DataDir, admin)
 	return nil
 }
@@ -415,6 +429,7 @@ func (n *Node) startAdmin() error {
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	acfg := webui.APIConfig{Store: n.store, Status: func() any { return n.Status() }, Logger: n.log,
+		Bouncer: engineBouncer{n}, // node/gateway.go
 		QueueKick: func() {
 			if e := n.outbound.Load(); e != nil {
 				e.Wake()
@@ -423,7 +438,36 @@ func (n *Node) startAdmin() error {
 	if n.raft.Mux() != nil {
 		acfg.Cluster = clusterOps{n}
 	}
+	if e, err := n.spamEngine(); err == nil { // node/spam.go; a failure is reported by the mail services
+		acfg.Spam, acfg.PublicURL, acfg.Hostname = e, n.publicURL, n.cfg.Hostname
+	}
+	acfg.Certs, acfg.DNSResolver = n.certs, n.cfg.DNSResolver
+	acfg.Firewall = firewallAdmin{n}        // node/firewall.go
+	if z, err := n.dnsZones(); err == nil { // node/dns.go; startDNS reports a bad flag
+		acfg.DNSZones = z
+	}
+	if !n.cfg.Witness {
+		// The setup wizard's address step and the remote-management ping
+		// switch (webui/network.go).
+		if am, err := hardware.NewAddrManager(hardware.AddrManagerConfig{Logger: n.log}); err != nil {
+			n.log.Warn("interface configuration unavailable", "err", err)
+		} else {
+			n.addrs, acfg.Network = am, am
+			n.addCloser(am.Close)
+		}
+		stopPing := (&webui.PingSwitch{KV: n.store, ProcSysNet: "/proc/sys/net", Logger: n.log}).Start()
+		n.addCloser(func() error { stopPing(); return nil })
+	}
+	acfg.GlobalAdmin = webui.RequestIsGlobal // web logins carry a principal; the socket none
 	api := webui.NewAPI(acfg)
+	if err := n.startWeb(api); err != nil { // node/web.go
+		l.Close()
+		return err
+	}
+	if err := n.web.AddSetupPages(); err != nil { // webui/wizard.go: setup wizard and network tools
+		l.Close()
+		return err
+	}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	n.serveHTTP("admin", srv, l)
 	return nil

@@ -37,13 +37,18 @@ func (q loggedQueue) QueueAttempt(ctx context.Context, id string, results []stor
 	for _, r := range results {
 		ev := map[string]string{storage.RcptDelivered: "delivered", storage.RcptFailed: "bounced", storage.RcptPending: "deferred"}[r.Status]
 		attempt := 0
+		action := "outbound delivery"
 		for _, er := range e.Rcpts {
 			if er.Addr == r.Addr {
 				attempt = er.Attempts + 1
+				if len(er.Relay) > 0 {
+					// SPEC M9: the log says where gateway mail went.
+					action = "gateway relay to " + strings.Join(er.Relay, ", ")
+				}
 			}
 		}
 		q.log.Log(storage.LogRecord{QueueID: id, Event: ev, Direction: "out", From: e.From, Rcpts: []string{r.Addr},
-			Size: e.Size, Code: r.Code, Detail: r.Error, Attempt: attempt, Action: "outbound delivery"})
+			Size: e.Size, Code: r.Code, Detail: r.Error, Attempt: attempt, Action: action})
 	}
 	if dsn != nil {
 		q.log.Log(storage.LogRecord{QueueID: dsn.ID, Event: "queued", Direction: "out", From: "", Rcpts: []string{e.From},

@@ -41,15 +41,18 @@ func (n *Node) startServices() error {
 	if err != nil {
 		return err
 	}
-	pipeline := filter.New(filter.Config{Store: n.store, Logger: n.log, MailLog: n.maillog, Outbound: engine, Checks: checks})
+	pipeline := filter.New(filter.Config{Store: n.store, Logger: n.log, MailLog: n.maillog, Outbound: n.signingOutbound(engine), Checks: checks,
+		Gateway:            n.gatewayRouter(engine),   // node/gateway.go
+		RcptRejectObserver: n.firewallRcptObserver()}) // node/firewall.go: dictionary attacks
 	auth := smtpd.StoreAuth(n.store)
 	smtpServer := func(mode smtpd.Mode) *smtpd.Server {
 		return smtpd.New(smtpd.Config{Hostname: n.cfg.Hostname, TLSConfig: n.tls, Mode: mode,
 			AllowInsecureAuth: n.cfg.AllowInsecureAuth, MaxMessageBytes: n.cfg.MaxMessageBytes,
-			Logger: n.log.With("service", "smtp"), Deliverer: pipeline, Auth: auth})
+			Logger: n.log.With("service", "smtp"), Deliverer: pipeline, Auth: auth,
+			AuthGuard: smtpAuthGuard(n.firewallAuthGuard())}) // node/firewall.go
 	}
 	imapServer := n.imapServer
-	pop := newPOP3Backend(n.store)
+	pop := n.firewallPOP3(newPOP3Backend(n.store)) // node/firewall.go
 	pop3Server := func() *pop3d.Server {
 		return pop3d.New(pop3d.Config{Hostname: n.cfg.Hostname, TLSConfig: n.tls, AllowInsecureAuth: n.cfg.AllowInsecureAuth,
 			Logger: n.log.With("service", "pop3"), Backend: pop})
@@ -99,6 +102,7 @@ func (n *Node) startServices() error {
 			// In a cluster the leader serves; followers relay (DESIGN §3).
 			l = n.routed(s.name, l)
 		}
+		l = n.firewallListener(s.name, l) // node/firewall.go: connection limits, blocks
 		listeners = append(listeners, l)
 	}
 	closed := map[protocolServer]bool{}
@@ -128,15 +132,17 @@ func (n *Node) startServices() error {
 // startHTTP serves the status pages and health check (also on a witness).
 func (n *Node) startHTTP() error {
 	if n.cfg.HTTPAddr == "" {
-		return nil
+		return n.startHTTPS() // node/web.go
 	}
 	l, err := n.listen("http", "--http-addr", n.cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
+	// Long read/write limits: the web admin's account import uploads up to
+	// 32 MiB and streams its progress while passwords are hashed.
 	n.serveHTTP("http", &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}, l)
-	return nil
+		ReadTimeout: 10 * time.Minute, WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute}, l)
+	return n.startHTTPS() // node/web.go
 }
 
 func isClosedErr(err error) bool {
@@ -149,9 +155,9 @@ func (n *Node) ListenerSummary() []string {
 	names := map[string]string{
 		"smtp": "SMTP (inbound MX)", "submission": "Submission (STARTTLS)", "submissions": "Submission (TLS)",
 		"imap": "IMAP (STARTTLS)", "imaps": "IMAP (TLS)", "pop3": "POP3 (STLS)", "pop3s": "POP3 (TLS)",
-		"http": "Web (status)",
+		"http": "Web (status)", "https": "Web admin (HTTPS)",
 	}
-	order := []string{"smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http"}
+	order := []string{"smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http", "https"}
 	ls := n.Listeners()
 	var out []string
 	for _, k := range order {

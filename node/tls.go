@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tandemmail/tandem/webui"
 )
 
 // loadOrCreateCert returns the node's TLS certificate. On first start it
@@ -90,4 +92,15 @@ func writeFileSync(path string, data []byte, mode os.FileMode) error {
 // (RELIABILITY #38).
 func serverTLS(cert tls.Certificate) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+// useUploadedCert makes every listener serve the certificate uploaded
+// through the admin API (KV tls.certs, replicated to every node) when there
+// is one, else the self-signed one; a new upload applies from the next
+// handshake (webui.CertSource).
+func (n *Node) useUploadedCert(selfSigned tls.Certificate) {
+	n.certs = webui.NewCertSource(n.store, selfSigned, n.log)
+	// GetCertificate is only asked when Certificates is empty.
+	n.tls.Certificates = nil
+	n.tls.GetCertificate = n.certs.GetCertificate
 }

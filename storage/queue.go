@@ -32,6 +32,10 @@ type QueueRcpt struct {
 	LastError   string    `json:"last_error,omitempty"`
 	LastAttempt time.Time `json:"last_attempt,omitempty"`
 	DoneAt      time.Time `json:"done_at,omitempty"`
+	// Relay, when set, routes this recipient to these backend hosts
+	// ("host:port", tried in order) instead of its domain's MX: the mail
+	// gateway mode (SPEC M9). Absent in records written before it existed.
+	Relay []string `json:"relay,omitempty"`
 }
 
 // QueueEntry is one queued message.

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -73,5 +74,40 @@ func TestQueueLifecycle(t *testing.T) {
 	}
 	if !s.QueueNextDue().IsZero() {
 		t.Fatal("queue not empty")
+	}
+}
+
+// A recipient's gateway route (SPEC M9) survives the Raft round trip and
+// an attempt; a record written before the field existed reads as "no
+// route".
+func TestQueueRelayRoute(t *testing.T) {
+	s := storetest.New(t)
+	b, err := s.PutBlob(strings.NewReader("Subject: gw\r\n\r\nbody\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	e := storage.QueueEntry{ID: "QR", From: "a@far.test",
+		Rcpts: []storage.QueueRcpt{{Addr: "x@gw.test", Relay: []string{"b1:25", "b2:25"}}, {Addr: "y@far.test"}}}
+	if err := s.Enqueue(ctx, b, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.QueueAttempt(ctx, "QR", []storage.RcptResult{{Addr: "x@gw.test", Status: storage.RcptPending, Code: 451}},
+		time.Now().Add(time.Minute), false, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.QueueEntry("QR")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got.Rcpts[0].Relay, ",") != "b1:25,b2:25" || got.Rcpts[0].Attempts != 1 || got.Rcpts[1].Relay != nil {
+		t.Fatalf("rcpts %+v", got.Rcpts)
+	}
+	var old storage.QueueRcpt
+	if err := json.Unmarshal([]byte(`{"addr":"z@far.test","status":"pending","attempts":2}`), &old); err != nil || old.Relay != nil {
+		t.Fatalf("old record: %+v %v", old, err)
+	}
+	if raw, _ := json.Marshal(storage.QueueRcpt{Addr: "z@far.test"}); strings.Contains(string(raw), "relay") {
+		t.Fatalf("an unrouted recipient writes a relay field: %s", raw)
 	}
 }

@@ -294,6 +294,9 @@ type NewAccount struct {
 	DisplayName string
 	QuotaBytes  int64
 	Admin       bool
+	// PasswordHash, when set, is a bcrypt hash used instead of Password
+	// (a settings import restores accounts without knowing passwords).
+	PasswordHash string
 }
 
 // AddAccount creates an account with its default mailboxes.
@@ -311,7 +314,10 @@ func (s *Store) AddAccount(ctx context.Context, na NewAccount) (Account, error) 
 	if _, err := s.AccountByAddress(addr); err == nil {
 		return Account{}, fmt.Errorf("account %s: %w", addr, ErrExists)
 	}
-	h, err := s.hash(na.Password)
+	h, err := na.PasswordHash, checkBcrypt(na.PasswordHash)
+	if na.PasswordHash == "" {
+		h, err = s.hash(na.Password)
+	}
 	if err != nil {
 		return Account{}, fmt.Errorf("account %s: %w", addr, err)
 	}
@@ -865,4 +871,168 @@ func (s *Store) Expunge(ctx context.Context, mailboxID uint64, uids []uint32, on
 // mailbox IDs (0: anything may have changed, re-read all).
 func (s *Store) Watch(accountID uint64) (<-chan uint64, func()) {
 	return s.fsm.hub.watch(accountID)
+}
+
+// Target names where DeliverTo puts one account's copy of a message.
+type Target struct {
+	AccountID uint64
+	// Mailbox is the mailbox name; "" means INBOX. A missing mailbox is
+	// created first, with SpecialUse (RFC 6154, e.g. `\Junk`) if set.
+	Mailbox    string
+	SpecialUse string
+}
+
+// DeliverTo is Deliver into named mailboxes (spam to Junk, held mail to a
+// quarantine mailbox). It resolves the names to mailbox IDs, creating
+// missing ones, and commits one deliver command for all targets, so the
+// delivery stays atomic. Like Deliver, it never rejects for quota.
+func (s *Store) DeliverTo(ctx context.Context, b *Blob, targets []Target, internalDate time.Time) error {
+	if len(targets) == 0 {
+		return errors.New("deliver: no recipients")
+	}
+	if err := s.replicate(ctx, b); err != nil {
+		return err
+	}
+	var err error
+	// A mailbox may vanish between resolving and committing (a user
+	// deletes Junk): resolve again once.
+	for attempt := 0; attempt < 2; attempt++ {
+		var dt []deliverTarget
+		dt, err = s.resolveTargets(ctx, targets)
+		if err != nil {
+			return fmt.Errorf("deliver %s: %w", b.SHA[:12], err)
+		}
+		_, err = s.apply(ctx, CmdDeliver, deliverCmd{Blob: b.SHA, Size: b.Size,
+			Date: internalDate.UnixNano(), Targets: dt})
+		if !errors.Is(err, ErrNoMailbox) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("deliver %s: %w", b.SHA[:12], err)
+	}
+	return nil
+}
+
+func (s *Store) resolveTargets(ctx context.Context, targets []Target) ([]deliverTarget, error) {
+	out := make([]deliverTarget, len(targets))
+	for i, t := range targets {
+		if t.Mailbox == "" || CanonicalMailboxName(t.Mailbox) == "INBOX" {
+			out[i] = deliverTarget{AccountID: t.AccountID}
+			continue
+		}
+		mb, err := s.ensureMailbox(ctx, t.AccountID, t.Mailbox, t.SpecialUse)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = deliverTarget{MailboxID: mb.ID}
+	}
+	return out, nil
+}
+
+// ensureMailbox finds or creates a mailbox. A mailbox created through
+// another node may not have reached this node's state yet: wait briefly.
+func (s *Store) ensureMailbox(ctx context.Context, accountID uint64, name, specialUse string) (Mailbox, error) {
+	mb, err := s.Mailbox(accountID, name)
+	if err == nil {
+		return mb, nil
+	}
+	if !errors.Is(err, ErrNoMailbox) {
+		return Mailbox{}, err
+	}
+	mb, err = s.CreateMailbox(ctx, accountID, name, specialUse)
+	if err == nil {
+		return mb, nil
+	}
+	if !errors.Is(err, ErrMailboxExists) {
+		return Mailbox{}, fmt.Errorf("create mailbox %q: %w", name, err)
+	}
+	for i := 0; i < 50; i++ {
+		if mb, err = s.Mailbox(accountID, name); err == nil {
+			return mb, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Mailbox{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return Mailbox{}, fmt.Errorf("mailbox %q: %w", name, err)
+}
+
+// QuarantineMailbox is the per-account mailbox that holds quarantined mail
+// (SPEC F2). Keeping held mail in a mailbox keeps its blob referenced, so
+// the blob sweeper never removes it; IMAP neither lists nor opens it
+// (ReservedMailbox), and mail leaves it only by release or deletion.
+const QuarantineMailbox = "#quarantine"
+
+// ReservedMailbox reports whether a canonical mailbox name belongs to the
+// server and is hidden from mail clients.
+func ReservedMailbox(name string) bool { return strings.EqualFold(name, QuarantineMailbox) }
+
+// ---- settings export and import (webui/settings.go) ----
+
+// checkBcrypt accepts only a well-formed bcrypt hash ("" too: no hash given).
+func checkBcrypt(h string) error {
+	if h == "" {
+		return nil
+	}
+	if _, err := bcrypt.Cost([]byte(h)); err != nil {
+		return fmt.Errorf("password hash: not a bcrypt hash: %w", err)
+	}
+	return nil
+}
+
+// PasswordHash is an account's bcrypt hash, for a settings export.
+func (s *Store) PasswordHash(address string) (string, error) {
+	addr, err := NormalizeAddress(address)
+	if err != nil {
+		return "", err
+	}
+	var h string
+	err = s.fsm.view(func(tx *bolt.Tx) error {
+		rec, err := applier{tx: tx}.account(addr)
+		h = rec.Hash
+		return err
+	})
+	return h, err
+}
+
+// SetPasswordHash replaces an account's password with a bcrypt hash made
+// elsewhere (a settings import).
+func (s *Store) SetPasswordHash(ctx context.Context, address, hash string) error {
+	addr, err := NormalizeAddress(address)
+	if err != nil {
+		return err
+	}
+	if hash == "" {
+		return fmt.Errorf("account %s: empty password hash", addr)
+	}
+	if err := checkBcrypt(hash); err != nil {
+		return fmt.Errorf("account %s: %w", addr, err)
+	}
+	if _, err := s.AccountByAddress(addr); err != nil {
+		return err
+	}
+	_, err = s.apply(ctx, CmdSetPassword, setPasswordCmd{Address: addr, Hash: hash})
+	return err
+}
+
+// KVNamespaces lists the KV namespaces that exist, in name order.
+func (s *Store) KVNamespaces() ([]string, error) {
+	var out []string
+	err := s.fsm.db.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bktKV)
+		if root == nil {
+			return nil
+		}
+		return root.ForEachBucket(func(k []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kv namespaces: %w", err)
+	}
+	return out, nil
 }

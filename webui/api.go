@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tandemmail/tandem/filter/spamstage"
+	"github.com/tandemmail/tandem/protocols/dnsd"
 	"github.com/tandemmail/tandem/storage"
 )
 
@@ -30,6 +32,29 @@ type APIConfig struct {
 	Bouncer   Bouncer
 	QueueKick func()
 	Logger    *slog.Logger
+	// Spam is the node's spam filter (webui/filter.go, quarantine.go);
+	// PublicURL the base of release links, Hostname the digest sender's.
+	Spam      *spamstage.Engine
+	PublicURL func() string
+	Hostname  string
+	// Network changes interface addresses (nil: not available here).
+	Network NetworkConfigurer
+	// Certs is the certificate the node serves (nil: none shown).
+	Certs *CertSource
+	// DNSResolver is the node's resolver HOST:PORT for the DNS lookup tool
+	// ("" = /etc/resolv.conf).
+	DNSResolver string
+	// GlobalAdmin, when set, tells whether a request comes from a global
+	// administrator; box-wide routes (network, tools, settings,
+	// certificates) answer 403 otherwise. Nil: every caller is (the unix
+	// socket is root-only).
+	GlobalAdmin func(r *http.Request) bool
+	// DNSZones are the built-in DNS server's zones (webui/dns.go; nil: not
+	// available on this node).
+	DNSZones *dnsd.KVZones
+	// Firewall is the mail firewall's block table (webui/firewall.go; nil:
+	// not available).
+	Firewall FirewallAdmin
 }
 
 // API is the admin JSON API.
@@ -62,14 +87,37 @@ func NewAPI(cfg APIConfig) *API {
 	m.HandleFunc("DELETE /api/aliases/{addr}", a.delAlias)
 	a.routesCluster()
 	a.routesQueueAndLog()
+	a.routesGateway() // webui/gateway.go
+	a.routesFilter()
+	a.routesFilterLists()
+	a.routesQuarantine()
+	a.routesDKIM()
+	a.routesSignature()
+	a.routesNetwork()
+	a.routesTools()
+	a.routesSettings()
+	a.routesCerts()
+	a.routesDNS()
+	a.routesOpenAPI()
+	a.routesWizard()
+	a.routesWebAdmin() // webui/auth_admins.go
+	a.routesFirewall() // webui/firewall.go
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
 	return a
 }
 
-// ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. A request of a domain administrator
+// (a Principal in the context, set by the web login) goes through the
+// scope rules of scope.go.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := PrincipalFrom(r.Context()); p != nil && !p.Global {
+		a.serveScoped(w, r, p)
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
 
 // maxBody bounds request bodies (an import of 100,000 accounts fits).
 const maxBody = 32 << 20
@@ -130,10 +178,14 @@ func (a *API) listDomains(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	if ds == nil {
-		ds = []storage.Domain{}
+	p := PrincipalFrom(r.Context())
+	out := []storage.Domain{}
+	for _, d := range ds {
+		if p.AllowsDomain(d.Name) {
+			out = append(out, d)
+		}
 	}
-	writeJSON(w, http.StatusOK, ds)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) addDomain(w http.ResponseWriter, r *http.Request) {
@@ -180,7 +232,22 @@ func (a *API) listAccounts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("offset and limit must not be negative"))
 		return
 	}
-	accts, total, err := a.cfg.Store.Accounts(storage.AccountQuery{Domain: q.Get("domain"),
+	domain := q.Get("domain")
+	if p := PrincipalFrom(r.Context()); p != nil && !p.Global {
+		// A domain administrator lists one of their domains at a time.
+		if domain == "" && len(p.Domains) == 1 {
+			domain = p.Domains[0]
+		}
+		if domain == "" {
+			writeError(w, http.StatusBadRequest, errors.New("give domain=: you administer several domains"))
+			return
+		}
+		if !p.AllowsDomain(domain) {
+			writeError(w, http.StatusForbidden, errForbidden)
+			return
+		}
+	}
+	accts, total, err := a.cfg.Store.Accounts(storage.AccountQuery{Domain: domain,
 		Search: q.Get("search"), Offset: offset, Limit: limit})
 	if err != nil {
 		a.fail(w, err)
@@ -203,6 +270,10 @@ type accountReq struct {
 func (a *API) addAccount(w http.ResponseWriter, r *http.Request) {
 	var req accountReq
 	if !decode(w, r, &req) {
+		return
+	}
+	if p := PrincipalFrom(r.Context()); !p.AllowsAddress(req.Address) || req.Admin && !RequestIsGlobal(r) {
+		writeError(w, http.StatusForbidden, errForbidden)
 		return
 	}
 	quota, err := ParseSize(req.Quota)
@@ -235,6 +306,10 @@ func (a *API) updateAccount(w http.ResponseWriter, r *http.Request) {
 		Admin       *bool   `json:"admin"`
 	}
 	if !decode(w, r, &req) {
+		return
+	}
+	if req.Admin != nil && !RequestIsGlobal(r) {
+		writeError(w, http.StatusForbidden, errors.New("forbidden: only a global administrator grants or takes admin rights"))
 		return
 	}
 	u := storage.AccountUpdate{DisplayName: req.DisplayName, Admin: req.Admin}
@@ -282,15 +357,23 @@ func (a *API) listAliases(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	if al == nil {
-		al = []storage.Alias{}
+	p := PrincipalFrom(r.Context())
+	out := []storage.Alias{}
+	for _, x := range al {
+		if p.AllowsAddress(x.Address) {
+			out = append(out, x)
+		}
 	}
-	writeJSON(w, http.StatusOK, al)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) addAlias(w http.ResponseWriter, r *http.Request) {
 	var req storage.Alias
 	if !decode(w, r, &req) {
+		return
+	}
+	if !PrincipalFrom(r.Context()).AllowsAddress(req.Address) {
+		writeError(w, http.StatusForbidden, errForbidden)
 		return
 	}
 	if err := a.cfg.Store.AddAlias(r.Context(), req.Address, req.Targets...); err != nil {
@@ -426,6 +509,9 @@ func (a *API) importAccounts(w http.ResponseWriter, r *http.Request) {
 			defer wg.Done()
 			for row := range work {
 				res := ImportLine{Line: row.line, Address: row.addr}
+				if row.error == "" && !PrincipalFrom(r.Context()).AllowsAddress(row.addr) {
+					row.error = "forbidden: not one of your domains"
+				}
 				if row.error == "" {
 					if q, err := ParseSize(row.quota); err != nil {
 						row.error = err.Error()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tandemmail/tandem/protocols/outbound"
 	"github.com/tandemmail/tandem/storage"
 )
 
@@ -61,6 +62,10 @@ func (a *API) routesQueueAndLog() {
 			return
 		}
 		if err := a.cfg.Bouncer.Bounce(r.Context(), r.PathValue("id"), "returned by the administrator"); err != nil {
+			if errors.Is(err, outbound.ErrBusy) {
+				writeError(w, http.StatusConflict, err)
+				return
+			}
 			a.fail(w, err)
 			return
 		}

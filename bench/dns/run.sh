@@ -4,6 +4,8 @@
 #
 #   sudo bench/dns/run.sh
 #   sudo NAMES=1000 DURATION=4s ROUNDS=9 WORKERS=4 WINDOW=20 bench/dns/run.sh
+#   sudo WIRED=1 bench/dns/run.sh    # the real tandem binary (--dns-addr), zone from the
+#                                    # replicated store, records added through the CLI
 #
 # Needs root only for apt-get (NSD is installed if missing). Listens on 127.0.0.1
 # only: NSD on $NSD_PORT, dnsd on $DNSD_PORT.
@@ -18,6 +20,7 @@ NSD_PORT=${NSD_PORT:-5301}
 DNSD_PORT=${DNSD_PORT:-5302}
 CPUS=$(nproc)
 NSD_SERVERS=${NSD_SERVERS:-$CPUS}
+WIRED=${WIRED:-0}
 
 cd "$(dirname "$0")/../.."
 if ! command -v nsd >/dev/null; then
@@ -38,6 +41,34 @@ trap cleanup EXIT
 go build -o "$WORK/qload" ./bench/dns/qload
 go build -o "$WORK/serve" ./bench/dns/serve
 "$WORK/serve" -write-only -names "$NAMES" -zone-out "$WORK/bench.test.zone" -queries-out "$WORK/queries.txt"
+DNSD_PATTERN="$WORK/serve -names"
+if [ "$WIRED" = 1 ]; then
+	# The wired node: domain bench.test made at first start (SOA, NS, MX, SPF, DMARC,
+	# DKIM derived), the benchmark's host records added one by one through the CLI
+	# (each a Raft write), then the zone the node serves exported for NSD, so both
+	# serve exactly the same records.
+	go build -o "$WORK/tandem" ./cmd/tandem
+	T() { "$WORK/tandem" --data "$WORK/tandem-data" "$@"; }
+	"$WORK/tandem" serve --data "$WORK/tandem-data" --domain bench.test --hostname mail.bench.test \
+		--smtp-addr '' --submission-addr '' --submissions-addr '' --imap-addr '' --imaps-addr '' \
+		--pop3-addr '' --pop3s-addr '' --http-addr '' --log-level warn \
+		--dns-addr "127.0.0.1:$DNSD_PORT" --dns-host-ip 192.0.2.1,2001:db8::1 --dns-rate-limit -1 \
+		>"$WORK/tandem.out" 2>"$WORK/dnsd.log" &
+	PIDS+=($!)
+	for _ in $(seq 100); do T status >/dev/null 2>&1 && break; sleep 0.2; done
+	start=$(date +%s)
+	grep -P '^host\d+\.' "$WORK/bench.test.zone" | while IFS=$'\t' read -r name ttl _ type value; do
+		T dns record add bench.test "$name" "$type" "$value" --ttl "$ttl" >/dev/null
+	done
+	echo "wired: $(grep -cP '^host\d+\.' "$WORK/bench.test.zone") records added through the CLI in $(($(date +%s) - start)) s"
+	# Wait for the DKIM keys the leader makes for a new domain, then export.
+	for _ in $(seq 50); do T dns zone bench.test | grep -q _domainkey && break; sleep 0.2; done
+	T dns zone bench.test >"$WORK/bench.test.zone"
+	{ awk -F'\t' '$3 == "IN" { print $1 " " $4 }' "$WORK/bench.test.zone"
+	  for i in $(seq 0 $(($(grep -c $'\tIN\t' "$WORK/bench.test.zone") / 50 - 1))); do echo "nx$i.bench.test. A"; done
+	} | shuf --random-source=<(yes) >"$WORK/queries.txt"
+	DNSD_PATTERN="$WORK/tandem serve"
+fi
 echo "zone: $(grep -c $'\tIN\t' "$WORK/bench.test.zone") records, $NAMES hosts; $(wc -l <"$WORK/queries.txt") distinct queries; $CPUS CPUs"
 
 # NSD: as many server processes as CPUs (NSD_SERVERS) with SO_REUSEPORT (its recommended fast
@@ -70,8 +101,10 @@ EOF
 nsd-checkconf "$WORK/nsd.conf"
 nsd -d -c "$WORK/nsd.conf" &
 PIDS+=($!)
-"$WORK/serve" -names "$NAMES" -addr "127.0.0.1:$DNSD_PORT" >"$WORK/dnsd.log" 2>&1 &
-PIDS+=($!)
+if [ "$WIRED" != 1 ]; then
+	"$WORK/serve" -names "$NAMES" -addr "127.0.0.1:$DNSD_PORT" >"$WORK/dnsd.log" 2>&1 &
+	PIDS+=($!)
+fi
 
 ready() { dig @127.0.0.1 -p "$1" +short +tries=1 +time=1 host0001.bench.test A 2>/dev/null | grep -q '^10\.'; }
 for port in "$NSD_PORT" "$DNSD_PORT"; do
@@ -114,9 +147,9 @@ load() { # label port process-pattern
 "$WORK/qload" -server "127.0.0.1:$DNSD_PORT" -queries "$WORK/queries.txt" -duration 2s >/dev/null
 for r in $(seq "$ROUNDS"); do
 	if [ $((r % 2)) = 1 ]; then
-		load nsd "$NSD_PORT" "$WORK/nsd.conf"; load dnsd "$DNSD_PORT" "$WORK/serve -names"
+		load nsd "$NSD_PORT" "$WORK/nsd.conf"; load dnsd "$DNSD_PORT" "$DNSD_PATTERN"
 	else
-		load dnsd "$DNSD_PORT" "$WORK/serve -names"; load nsd "$NSD_PORT" "$WORK/nsd.conf"
+		load dnsd "$DNSD_PORT" "$DNSD_PATTERN"; load nsd "$NSD_PORT" "$WORK/nsd.conf"
 	fi
 done
 
@@ -137,9 +170,10 @@ echo
 echo "| server | qps (median of $ROUNDS × $DURATION) | server CPU µs per query (median) |"
 echo "|---|---|---|"
 echo "| NSD $(nsd -v 2>&1 | head -1 | awk '{print $3}') ($NSD_SERVERS processes) | $N | $NC |"
-echo "| Tandem dnsd | $D | $DC |"
+LABEL="Tandem dnsd"; [ "$WIRED" = 1 ] && LABEL="Tandem node (tandem serve --dns-addr, replicated zone)"
+echo "| $LABEL | $D | $DC |"
 echo "| ratio dnsd/NSD (median of per-round qps ratios) | $R | |"
-echo "RESULT dns_ratio=$R dnsd_qps=$D nsd_qps=$N dnsd_cpu_us=$DC nsd_cpu_us=$NC"
+echo "RESULT wired=$WIRED dns_ratio=$R dnsd_qps=$D nsd_qps=$N dnsd_cpu_us=$DC nsd_cpu_us=$NC"
 
 # Cross-check with dnsperf (Debian package) when it is installed: a second,
 # independent load generator, same order alternation.

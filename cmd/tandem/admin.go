@@ -138,10 +138,11 @@ func (c *cli) domain(args []string) error {
 		if err := c.call("GET", "/api/domains", nil, &ds); err != nil {
 			return err
 		}
+		gw := c.gatewayColumn() // cmd/tandem/gateway.go
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DOMAIN\tCATCH-ALL\tCREATED")
+		fmt.Fprintln(tw, "DOMAIN\tCATCH-ALL\tCREATED\tGATEWAY")
 		for _, d := range ds {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, dash(d.CatchAll), d.Created.Format(time.DateTime))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Name, dash(d.CatchAll), d.Created.Format(time.DateTime), dash(gw[d.Name]))
 		}
 		tw.Flush()
 	case "del":
@@ -164,6 +165,12 @@ func (c *cli) domain(args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.stdout, "catch-all of %s set to %s\n", rest[0], dash(target))
+	case "signature":
+		return c.domainSignature(rest)
+	case "dns":
+		return c.domainDNS(rest)
+	case "gateway":
+		return c.domainGateway(rest)
 	default:
 		return c.usageErr("unknown domain subcommand %q", sub)
 	}
@@ -215,6 +222,9 @@ func (c *cli) account(args []string) error {
 		return c.usageErr("account needs a subcommand: add, list, del, passwd, import")
 	}
 	sub, rest := args[0], args[1:]
+	if sub == "admin" {
+		return c.accountAdmin(rest) // cmd/tandem/webadmin.go
+	}
 	fs := flag.NewFlagSet("account "+sub, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	pw := fs.String("password", "", "password")

@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -13,6 +14,7 @@ type Result struct {
 	SPF   SPFOutcome
 	DKIM  []DKIMResult // one per DKIM-Signature; empty means dkim=none
 	DMARC DMARCOutcome
+	ARC   ARCResult // the Authenticated Received Chain (RFC 8617), reported only
 }
 
 // Check authenticates one inbound message: SPF for the SMTP client, every
@@ -27,6 +29,7 @@ func Check(ctx context.Context, res Resolver, clientIP net.IP, helo, mailFrom st
 func CheckReader(ctx context.Context, res Resolver, clientIP net.IP, helo, mailFrom string, msg io.ReaderAt, size int64) Result {
 	var r Result
 	r.SPF = CheckSPF(ctx, res, clientIP, helo, mailFrom)
+	r.ARC = CheckARC(ctx, res, io.NewSectionReader(msg, 0, size))
 	r.DKIM = verifyDKIM(ctx, res, io.NewSectionReader(msg, 0, size), dkimSelectors(io.NewSectionReader(msg, 0, size)))
 	from, err := fromDomain(io.NewSectionReader(msg, 0, size))
 	if err != nil {
@@ -52,6 +55,38 @@ func (r Result) Quarantine() bool {
 		return false
 	}
 	return r.DMARC.Applied == "quarantine" || (r.DMARC.Applied == "reject" && r.DMARC.Percent < 100)
+}
+
+// Score is the spam-score contribution of the results, in SpamAssassin
+// points: SPF fail +2, softfail +1; a failing DKIM signature (none
+// passing) +1; DMARC fail +3; an aligned DMARC pass -1.
+func (r Result) Score() float64 {
+	var s float64
+	switch r.SPF.Result {
+	case SPFFail:
+		s += 2
+	case SPFSoftfail:
+		s++
+	}
+	dkimPass, dkimFail := false, false
+	for _, d := range r.DKIM {
+		switch d.Result {
+		case "pass":
+			dkimPass = true
+		case "fail", "permerror":
+			dkimFail = true
+		}
+	}
+	if dkimFail && !dkimPass {
+		s++
+	}
+	switch r.DMARC.Result {
+	case DMARCFail:
+		s += 3
+	case DMARCPass:
+		s--
+	}
+	return s
 }
 
 // AuthenticationResults returns the header field (RFC 8601 §2.2), without
@@ -109,6 +144,14 @@ func (r Result) AuthenticationResults(hostname string) string {
 		b.WriteString(" header.from=")
 		b.WriteString(arValue(r.DMARC.FromDomain))
 	}
+	if r.ARC.Result != "" {
+		// RFC 8617 §10.1 registers the "arc" method.
+		b.WriteString("; arc=")
+		b.WriteString(arcResult(r.ARC.Result))
+		if r.ARC.Result == ARCPass && isARToken(r.ARC.Sealer) {
+			fmt.Fprintf(&b, " (i=%d sealer %s)", r.ARC.Instances, r.ARC.Sealer)
+		}
+	}
 	return b.String()
 }
 
@@ -119,6 +162,15 @@ func arResult(s, def string) string {
 		return s
 	}
 	return def
+}
+
+// arcResult keeps the ARC result to its keywords.
+func arcResult(s string) string {
+	switch s {
+	case ARCNone, ARCPass, ARCFail:
+		return s
+	}
+	return ARCNone
 }
 
 // arPolicy passes only the DMARC policy keywords.

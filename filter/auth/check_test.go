@@ -116,7 +116,7 @@ func TestCheck(t *testing.T) {
 
 	good := Check(ctx, res, net.ParseIP("192.0.2.9"), "mx.example.org", "alice@example.org", signed)
 	want := "Authentication-Results: mx.tandem.test; spf=pass smtp.mailfrom=alice@example.org; " +
-		"dkim=pass header.d=example.org header.s=sel; dmarc=pass (p=reject) header.from=example.org"
+		"dkim=pass header.d=example.org header.s=sel; dmarc=pass (p=reject) header.from=example.org; arc=none"
 	if got := good.AuthenticationResults("mx.tandem.test"); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

@@ -1,6 +1,7 @@
 // Package auth implements sender authentication for inbound mail (SPF, RFC
-// 7208; DKIM, RFC 6376; DMARC, RFC 7489), DKIM signing of outbound mail, and
-// the Authentication-Results header (RFC 8601).
+// 7208; DKIM, RFC 6376; DMARC, RFC 7489; ARC chain validation, RFC 8617),
+// DKIM signing of outbound mail, and the Authentication-Results header
+// (RFC 8601). Outbound key management and signing live in filter/dkimsign.
 package auth
 
 import (

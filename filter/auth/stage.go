@@ -1,9 +1,13 @@
 package auth
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/tandemmail/tandem/filter"
@@ -38,6 +42,27 @@ func NewStage(cfg StageConfig) *Stage {
 	return &Stage{cfg: cfg}
 }
 
+// ForgedResults counts the Authentication-Results fields of a message's
+// header whose authserv-id (RFC 8601 §2.2: the first token of the value)
+// is hostname: they claim to come from us but arrived with the message.
+func ForgedResults(msg io.Reader, hostname string) int {
+	if hostname == "" {
+		return 0
+	}
+	tr := textproto.NewReader(bufio.NewReader(io.LimitReader(msg, maxHeaderBytes)))
+	h, _ := tr.ReadMIMEHeader()
+	n := 0
+	for _, v := range h.Values("Authentication-Results") {
+		id, _, _ := strings.Cut(v, ";")
+		// Drop a CFWS comment after the id ("mx.example (version 1)").
+		id, _, _ = strings.Cut(id, "(")
+		if f := strings.Fields(id); len(f) > 0 && strings.EqualFold(f[0], hostname) {
+			n++
+		}
+	}
+	return n
+}
+
 // CheckMessage implements filter.MessageCheck.
 func (s *Stage) CheckMessage(ctx context.Context, env *filter.Envelope, rcpts []string, body io.ReaderAt, size int64) filter.Verdict {
 	v := filter.Verdict{Stage: "auth", Action: filter.ActionAccept}
@@ -51,25 +76,32 @@ func (s *Stage) CheckMessage(ctx context.Context, env *filter.Envelope, rcpts []
 	ar := r.AuthenticationResults(s.cfg.Hostname)
 	s.cfg.Logger.InfoContext(ctx, "sender authentication", "id", env.ID, "client", env.ClientIP.String(),
 		"spf", r.SPF.Result, "dkim", len(r.DKIM), "dmarc", r.DMARC.Result, "from_domain", r.DMARC.FromDomain,
-		"policy", r.DMARC.Applied)
+		"policy", r.DMARC.Applied, "arc", r.ARC.Result, "arc_sealer", r.ARC.Sealer)
+	// The field goes on the delivered message (RFC 8601 §5: added by the
+	// receiving MTA above the existing fields); the Reason carries the same
+	// results into the mail log.
+	v.Headers = []string{ar + "\r\n"}
+	v.Reason = strings.TrimPrefix(ar, "Authentication-Results: ")
+	if n := ForgedResults(io.NewSectionReader(body, 0, size), s.cfg.Hostname); n > 0 {
+		// RFC 8601 §5 asks to remove or rename such fields; the pipeline
+		// cannot rewrite the stored message yet, so the fields stay below
+		// ours (readers take the topmost one of our authserv-id) and the
+		// mail log says so.
+		s.cfg.Logger.WarnContext(ctx, "message carries Authentication-Results claiming our authserv-id",
+			"id", env.ID, "count", n)
+		v.Reason += fmt.Sprintf(" (%d forged Authentication-Results of %s below)", n, s.cfg.Hostname)
+	}
+	v.Score = r.Score()
 	switch {
-	case !s.cfg.Enforce:
-		v.Reason = ar
-		if r.DMARC.Result == DMARCFail {
-			v.Action = filter.ActionTag
-		}
-	case r.Reject():
+	case s.cfg.Enforce && r.Reject():
 		v.Action = filter.ActionReject
 		// RFC 7489 §10.3: 550 5.7.1 naming the DMARC failure.
 		v.Reason = "rejected by the DMARC policy of the From domain"
-	case r.Quarantine():
+		v.Headers = nil
+	case s.cfg.Enforce && r.Quarantine():
 		v.Action = filter.ActionQuarantine
-		v.Reason = ar
-	default:
-		v.Reason = ar
-		if r.DMARC.Result == DMARCFail {
-			v.Action = filter.ActionTag
-		}
+	case r.DMARC.Result == DMARCFail:
+		v.Action = filter.ActionTag
 	}
 	return v
 }

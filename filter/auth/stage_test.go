@@ -66,3 +66,89 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestStageHeadersAndScore(t *testing.T) {
+	key, err := GenerateKey(AlgEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := key.DNSRecord()
+	res := &StaticResolver{TXT: map[string][]string{
+		"example.org":                {"v=spf1 ip4:192.0.2.0/24 -all"},
+		"_dmarc.example.org":         {"v=DMARC1; p=reject"},
+		"soft.test":                  {"v=spf1 ~all"},
+		"sel._domainkey.example.org": {rec},
+	}}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	signed := signWith(t, testMsg, "example.org", "sel", key)
+	cases := []struct {
+		name, ip, from string
+		msg            []byte
+		enforce        bool
+		action         filter.Action
+		score          float64
+		ar             string
+	}{
+		{"aligned dkim and spf pass", "192.0.2.1", "alice@example.org", signed, true, filter.ActionAccept, -1, "spf=pass"},
+		{"spf fail, dmarc reject", "203.0.113.1", "alice@example.org", []byte(testMsg), true, filter.ActionReject, 5, ""},
+		{"spf fail, dmarc fail, not enforced", "203.0.113.1", "alice@example.org", []byte(testMsg), false, filter.ActionTag, 5, "dmarc=fail"},
+		{"tampered dkim", "192.0.2.1", "alice@example.org", bytes.Replace(signed, []byte("Hello"), []byte("Jello"), 1), true, filter.ActionAccept, 0, "dkim=fail"},
+		{"softfail, no dmarc", "203.0.113.1", "x@soft.test", []byte(strings.Replace(testMsg, "alice@example.org", "x@soft.test", 1)), true, filter.ActionAccept, 1, "spf=softfail"},
+	}
+	for _, c := range cases {
+		s := NewStage(StageConfig{Resolver: res, Hostname: "mx.tandem.test", Enforce: c.enforce, Logger: quiet})
+		env := &filter.Envelope{ID: "x", ClientIP: net.ParseIP(c.ip), HELO: "h.test", From: c.from}
+		v := s.CheckMessage(context.Background(), env, []string{"bob@example.net"}, bytes.NewReader(c.msg), int64(len(c.msg)))
+		if v.Action != c.action || v.Score != c.score {
+			t.Errorf("%s: action %v score %v, want %v %v (%s)", c.name, v.Action, v.Score, c.action, c.score, v.Reason)
+		}
+		if c.action == filter.ActionReject {
+			if len(v.Headers) != 0 {
+				t.Errorf("%s: headers on a rejected message", c.name)
+			}
+			continue
+		}
+		if len(v.Headers) != 1 || !strings.HasPrefix(v.Headers[0], "Authentication-Results: mx.tandem.test; ") ||
+			!strings.HasSuffix(v.Headers[0], "\r\n") || !strings.Contains(v.Headers[0], c.ar) || strings.Count(v.Headers[0], "\n") != 1 {
+			t.Errorf("%s: headers %q", c.name, v.Headers)
+		}
+	}
+}
+
+func TestForgedResults(t *testing.T) {
+	cases := []struct {
+		msg  string
+		want int
+	}{
+		{"Authentication-Results: mx.tandem.test; spf=pass\r\nFrom: a@b\r\n\r\n", 1},
+		{"Authentication-Results: MX.Tandem.Test (v1); dkim=pass\r\nAuthentication-Results:\r\n mx.tandem.test;\r\n dmarc=pass\r\n\r\n", 2},
+		{"Authentication-Results: mx.other.test; spf=pass\r\n\r\n", 0},
+		{"Authentication-Results: mx.tandem.test.evil; spf=pass\r\n\r\n", 0},
+		{"From: a@b\r\n\r\nAuthentication-Results: mx.tandem.test; spf=pass\r\n", 0}, // in the body
+		{"", 0},
+	}
+	for _, c := range cases {
+		if got := ForgedResults(strings.NewReader(c.msg), "mx.tandem.test"); got != c.want {
+			t.Errorf("ForgedResults(%q) = %d, want %d", c.msg, got, c.want)
+		}
+	}
+	// The stage notes them in the mail log reason.
+	res := &StaticResolver{}
+	s := NewStage(StageConfig{Resolver: res, Hostname: "mx.tandem.test", Logger: slog.New(slog.DiscardHandler)})
+	msg := []byte("Authentication-Results: mx.tandem.test; dmarc=pass\r\nFrom: a@b.test\r\n\r\nx\r\n")
+	v := s.CheckMessage(context.Background(), &filter.Envelope{ClientIP: net.ParseIP("192.0.2.1"), From: "a@b.test"},
+		nil, bytes.NewReader(msg), int64(len(msg)))
+	if !strings.Contains(v.Reason, "1 forged Authentication-Results") {
+		t.Errorf("reason %q", v.Reason)
+	}
+}
+
+func FuzzForgedResults(f *testing.F) {
+	f.Add("Authentication-Results: mx.tandem.test; spf=pass\r\n\r\n")
+	f.Add("Authentication-Results: (c) ; x\r\n\r\n")
+	f.Fuzz(func(t *testing.T, msg string) {
+		if n := ForgedResults(strings.NewReader(msg), "mx.tandem.test"); n < 0 || n > strings.Count(strings.ToLower(msg), "authentication-results") {
+			t.Fatalf("%d for %q", n, msg)
+		}
+	})
+}

@@ -54,11 +54,12 @@ type server struct {
 	exited   chan struct{}
 }
 
-var listenerLine = regexp.MustCompile(`^\s+(SMTP \(inbound MX\)|Submission \(STARTTLS\)|Submission \(TLS\)|IMAP \(STARTTLS\)|IMAP \(TLS\)|POP3 \(STLS\)|POP3 \(TLS\)|Web \(status\))\s+(\S+)$`)
+var listenerLine = regexp.MustCompile(`^\s+(SMTP \(inbound MX\)|Submission \(STARTTLS\)|Submission \(TLS\)|IMAP \(STARTTLS\)|IMAP \(TLS\)|POP3 \(STLS\)|POP3 \(TLS\)|Web \(status\)|Web admin \(HTTPS\))\s+(\S+)$`)
 
 var serviceNames = map[string]string{
 	"SMTP (inbound MX)": "smtp", "Submission (STARTTLS)": "submission", "Submission (TLS)": "submissions",
 	"IMAP (STARTTLS)": "imap", "IMAP (TLS)": "imaps", "POP3 (STLS)": "pop3", "POP3 (TLS)": "pop3s", "Web (status)": "http",
+	"Web admin (HTTPS)": "https",
 }
 
 // startServer runs `tandem serve` on loopback with every listener on a
@@ -68,7 +69,7 @@ func startServer(t testing.TB, data string, extra ...string) *server {
 	args := []string{"serve", "--data", data, "--domain", "example.test", "--hostname", "mail.example.test",
 		"--smtp-addr", "127.0.0.1:0", "--submission-addr", "127.0.0.1:0", "--submissions-addr", "127.0.0.1:0",
 		"--imap-addr", "127.0.0.1:0", "--imaps-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0",
-		"--pop3s-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}
+		"--pop3s-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"}
 	args = append(args, extra...)
 	s := &server{t: t, data: data, addrs: map[string]string{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(tandemBin, args...)
@@ -164,8 +165,19 @@ func (s *server) stop() {
 	select {
 	case <-s.exited:
 	case <-time.After(15 * time.Second):
-		s.t.Errorf("tandem did not stop on SIGTERM within 15 s")
-		s.kill()
+		// SIGQUIT makes the Go runtime print every goroutine: the log then
+		// shows what the shutdown waits for.
+		s.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-s.exited:
+		case <-time.After(5 * time.Second):
+			s.kill()
+		}
+		out := s.output()
+		if len(out) > 200000 {
+			out = out[len(out)-200000:]
+		}
+		s.t.Errorf("tandem did not stop on SIGTERM within 15 s; its output ends:\n%s", out)
 	}
 }
 

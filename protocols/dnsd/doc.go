@@ -16,4 +16,25 @@
 // answer does not fit, responses per client network are rate limited with slip, AXFR
 // is served only to configured prefixes, and malformed packets get FORMERR or are
 // dropped; every serving goroutine recovers from panics and counts them.
+//
+// KVZones (kvsource.go) is the ZoneSource of a node: the zones are derived from
+// replicated state, so every node serves the same answers. KV namespaces:
+//
+//	dns.zones  "DOMAIN" → ZoneDoc (JSON): the admin's records of the domain, the
+//	           SOA serial last written and a hash of the derived records it was
+//	           written for. Owned here; written with IfVersion by AddRecord,
+//	           DeleteRecords and the leader's Reconcile.
+//	dkim.keys  "DOMAIN/SELECTOR" → key (JSON), owned by filter/dkimsign; keys in
+//	           state published, active or retired are served as TXT records.
+//
+// Each hosted domain's zone is its derived records (SOA, NS, mail host A/AAAA,
+// MX, SPF, DMARC, DKIM: see DefaultZone) with the admin's records laid over
+// them: an admin RRset replaces the derived one of the same name and type (for
+// TXT, of the same "v=" tag). The serial is computed by the writer before the
+// KV write (NextSerial of the served serial), never in the FSM, and the served
+// serial is a pure function of replicated state, so all nodes agree on it.
+//
+// CheckRecords and ResolverLookup serve the admin's check of a domain hosted
+// elsewhere ("tandem domain dns NAME --check"); they ask a resolver and are not
+// part of the authoritative server.
 package dnsd

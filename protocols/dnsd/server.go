@@ -160,6 +160,9 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// udpReadBuffer is the receive buffer asked for each UDP socket.
+const udpReadBuffer = 2 << 20
+
 // listenGroup binds n UDP sockets (one unless the platform can share a port) and
 // a TCP listener on the same port; with port 0 it retries a few times in case the
 // port is taken for TCP.
@@ -202,6 +205,12 @@ func listenGroup(addr string, n int) ([]*net.UDPConn, net.Listener, error) {
 				return nil, nil, fmt.Errorf("dns listen udp %s: %w", bound, err)
 			}
 			group = append(group, pc.(*net.UDPConn))
+		}
+		for _, u := range group {
+			// A bigger receive queue than Linux's default (about 200 KB) absorbs
+			// bursts while the mail services hold the CPU, instead of dropping
+			// queries; the kernel caps it at net.core.rmem_max. Best effort.
+			u.SetReadBuffer(udpReadBuffer)
 		}
 		return group, l, nil
 	}

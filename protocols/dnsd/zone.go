@@ -14,10 +14,10 @@ const DefaultTTL = 3600
 
 // Record is one resource record of a hosted zone, as stored and as shown to the admin.
 type Record struct {
-	Name  string // owner, fully qualified, lower case: "www.example.com."
-	Type  string // "A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "PTR", "NS" or "SOA"
-	TTL   uint32 // seconds; 0 means DefaultTTL when parsed
-	Value string // presentation-format RDATA: "10 mail.example.com."
+	Name  string `json:"name"`  // owner, fully qualified, lower case: "www.example.com."
+	Type  string `json:"type"`  // "A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "PTR", "NS" or "SOA"
+	TTL   uint32 `json:"ttl"`   // seconds; 0 means DefaultTTL when parsed
+	Value string `json:"value"` // presentation-format RDATA: "10 mail.example.com."
 }
 
 // Zone is one hosted zone. Serial is the authoritative SOA serial: the server puts it

@@ -41,6 +41,7 @@ type env struct {
 type envOptions struct {
 	secure      bool // AllowInsecureAuth false
 	appendLimit uint32
+	transferred func(ctx context.Context, accountID uint64, from, to storage.Mailbox, msgs []storage.Message)
 }
 
 func newEnv(t testing.TB, opts ...envOptions) *env {
@@ -58,7 +59,7 @@ func newEnv(t testing.TB, opts ...envOptions) *env {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	e.srv = New(Config{Store: st, TLSConfig: e.tlsCfg, AllowInsecureAuth: !o.secure, Logger: log,
-		AppendLimit: o.appendLimit})
+		AppendLimit: o.appendLimit, Transferred: o.transferred})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -203,6 +204,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	if err != nil {
 		return s.storageError("list", err)
 	}
+	boxes = slices.DeleteFunc(boxes, func(b storage.Mailbox) bool { return storage.ReservedMailbox(b.Name) })
 	for _, e := range listEntries(boxes, matchers, options) {
 		data := &imap.ListData{Attrs: e.attrs, Delim: delim, Mailbox: e.name}
 		if e.childSubscribed {

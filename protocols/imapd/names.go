@@ -29,6 +29,10 @@ func mailboxName(raw string) (string, error) {
 	if err := storage.CheckMailboxName(name); err != nil {
 		return "", err
 	}
+	if storage.ReservedMailbox(name) {
+		// Server-held mail (quarantine) is not the client's to open.
+		return "", fmt.Errorf("mailbox name %q: reserved for the server: %w", name, storage.ErrBadMailboxName)
+	}
 	return name, nil
 }
 

@@ -38,6 +38,17 @@ type Config struct {
 	// AppendLimit is the largest message APPEND accepts (RFC 7889); 0
 	// means DefaultAppendLimit.
 	AppendLimit uint32
+	// Transferred, if set, is told after a successful COPY or MOVE which
+	// messages went from one mailbox to another (spam learning: into Junk
+	// trains spam, out of it trains ham). It must not block for long.
+	Transferred func(ctx context.Context, accountID uint64, from, to storage.Mailbox, msgs []storage.Message)
+	// AuthGuard, if set, is the mail firewall's say on logins: AllowAuth
+	// is asked first (an error refuses with NO [UNAVAILABLE]), AuthFailed
+	// is told of each failed login (node/firewall.go).
+	AuthGuard interface {
+		AllowAuth(ip net.IP, user string) error
+		AuthFailed(ip net.IP, user string)
+	}
 }
 
 // Server is an IMAP server; one serves any number of listeners.

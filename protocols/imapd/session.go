@@ -73,9 +73,23 @@ func (s *session) Close() error {
 func (s *session) Login(username, password string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
+	var ip net.IP
+	if nc := s.conn.NetConn(); nc != nil {
+		ip = remoteNetIP(nc.RemoteAddr())
+	}
+	if g := s.srv.cfg.AuthGuard; g != nil {
+		if err := g.AllowAuth(ip, username); err != nil {
+			s.log.Warn("imap: login refused by the firewall", "err", err)
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
+				Text: "Too many failed logins, try again later"}
+		}
+	}
 	acct, err := s.srv.cfg.Store.Authenticate(ctx, username, password)
 	if err != nil {
 		if errors.Is(err, storage.ErrAuthFailed) || errors.Is(err, storage.ErrNoAccount) || errors.Is(err, storage.ErrBadAddress) {
+			if g := s.srv.cfg.AuthGuard; g != nil {
+				g.AuthFailed(ip, username)
+			}
 			s.log.Info("imap: login failed", "user", truncateForLog(username))
 			return imapserver.ErrAuthFailed
 		}
@@ -85,6 +99,18 @@ func (s *session) Login(username, password string) error {
 	s.log = s.log.With("account", acct.Address)
 	s.log.Info("imap: login")
 	return nil
+}
+
+// remoteNetIP is the client's IP for the firewall (nil when unknown).
+func remoteNetIP(a net.Addr) net.IP {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return nil
+	}
+	return net.ParseIP(host)
 }
 
 func truncateForLog(s string) string {

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"context"
 	"errors"
 
 	"github.com/emersion/go-imap/v2"
@@ -115,7 +116,8 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 	if err != nil {
 		return nil, err
 	}
-	uids := targetUIDs(v.resolve(numSet))
+	targets := v.resolve(numSet)
+	uids := targetUIDs(targets)
 	if len(uids) == 0 {
 		return nil, nil
 	}
@@ -127,6 +129,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 	} else if err != nil {
 		return nil, s.storageError("copy", err)
 	}
+	s.transferred(ctx, v.box.id, dst, targets)
 	s.srv.reg.refreshID(dst.ID)
 	return copyData(src, dstUIDs, uidValidity), nil
 }
@@ -149,7 +152,8 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
 			Text: "source and destination are the same mailbox"}
 	}
-	uids := targetUIDs(v.resolve(numSet))
+	targets := v.resolve(numSet)
+	uids := targetUIDs(targets)
 	if len(uids) == 0 {
 		return nil
 	}
@@ -161,6 +165,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	} else if err != nil {
 		return s.storageError("move", err)
 	}
+	s.transferred(ctx, v.box.id, dst, targets)
 	s.srv.reg.refreshID(dst.ID)
 	if len(src) > 0 {
 		if err := w.WriteCopyData(copyData(src, dstUIDs, uidValidity)); err != nil {
@@ -218,4 +223,20 @@ func copyData(src, dst []uint32, uidValidity uint32) *imap.CopyData {
 		d.AddNum(imap.UID(u))
 	}
 	return &imap.CopyData{UIDValidity: uidValidity, SourceUIDs: s, DestUIDs: d}
+}
+
+// transferred tells Config.Transferred about a COPY or MOVE.
+func (s *session) transferred(ctx context.Context, srcID uint64, dst storage.Mailbox, ts []target) {
+	if s.srv.cfg.Transferred == nil {
+		return
+	}
+	src, err := s.srv.cfg.Store.MailboxByID(srcID)
+	if err != nil {
+		return // deleted meanwhile: nothing to learn from
+	}
+	msgs := make([]storage.Message, len(ts))
+	for i, t := range ts {
+		msgs[i] = t.msg
+	}
+	s.srv.cfg.Transferred(ctx, s.account.ID, src, dst, msgs)
 }

@@ -34,10 +34,22 @@ func (e *Engine) attempt(ctx context.Context, qe storage.QueueEntry, connDone fu
 	var local []string
 	dests := map[string]*destination{}
 	var order []string
+	relays := relayRoutes(qe)
 	for _, addr := range pending {
 		_, dom, ok := splitAddr(addr)
 		if !ok || strings.ContainsAny(addr, "\r\n\x00<>") {
 			outcomes[addr] = fromFailure(addr, permFailure(553, [3]int{5, 1, 3}, "bad recipient address"), "")
+			continue
+		}
+		if relay := relays[addr]; len(relay) > 0 {
+			// A gateway domain (SPEC M9): hosted here for MX purposes,
+			// but its mailboxes live on the backends.
+			d := relayDestination(strings.ToLower(dom), relay)
+			if dests[d.Name] == nil {
+				dests[d.Name] = &d
+				order = append(order, d.Name)
+			}
+			dests[d.Name].Rcpts = append(dests[d.Name].Rcpts, addr)
 			continue
 		}
 		ids, err := e.cfg.Store.ResolveRecipient(addr)
@@ -72,10 +84,12 @@ func (e *Engine) attempt(ctx context.Context, qe storage.QueueEntry, connDone fu
 		}
 	}
 	var transcripts []*Transcript
+	var recs []*recorder
 	for _, name := range order {
 		d := dests[name]
 		t := &Transcript{QueueID: qe.ID, Attempt: attemptNo, Destination: d.Name, Start: e.cfg.Now(), TLS: "none"}
 		rec := &recorder{t: t, now: e.cfg.Now}
+		recs = append(recs, rec)
 		res := e.deliverRemote(ctx, qe, *d, rec)
 		t.End = e.cfg.Now()
 		t.Outcome = summarize(res)
@@ -99,10 +113,17 @@ func (e *Engine) attempt(ctx context.Context, qe storage.QueueEntry, connDone fu
 	}
 	cancel()
 	if abandoned {
+		for _, r := range recs {
+			r.release(e, false)
+		}
 		log.Info("outbound: attempt abandoned, will be retried")
 		return
 	}
-	if err := e.record(ctx, qe, outcomes, attemptNo); err != nil {
+	err := e.record(ctx, qe, outcomes, attemptNo)
+	for _, r := range recs {
+		r.release(e, err == nil)
+	}
+	if err != nil {
 		// The entry stays due; hold it here for a while so a lasting
 		// error cannot turn into a loop of re-sends.
 		log.Error("outbound: record attempt", "err", err)
@@ -110,6 +131,24 @@ func (e *Engine) attempt(ctx context.Context, qe storage.QueueEntry, connDone fu
 		e.hold[qe.ID] = e.cfg.Now().Add(e.backoff(attemptNo))
 		e.mu.Unlock()
 	}
+}
+
+// relayRoutes maps the gateway recipients of an entry to their backends;
+// the others (nil) are routed by MX, smarthost or local delivery.
+func relayRoutes(qe storage.QueueEntry) map[string][]string {
+	m := map[string][]string{}
+	for _, r := range qe.Rcpts {
+		if len(r.Relay) > 0 {
+			m[r.Addr] = r.Relay
+		}
+	}
+	return m
+}
+
+// relayDestination groups the recipients that go to the same backends,
+// so one connection carries them all.
+func relayDestination(domain string, backends []string) destination {
+	return destination{Name: "gateway " + strings.Join(backends, ","), Domain: domain, Relay: backends}
 }
 
 // route picks the destination of a recipient domain.

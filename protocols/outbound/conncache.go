@@ -67,6 +67,13 @@ func (cc *connCache) remove(key string, ic *idleConn) bool {
 	return false
 }
 
+// idleCount is the number of connections cached for key.
+func (cc *connCache) idleCount(key string) int {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.idle[key])
+}
+
 // get takes the most recently cached connection for key.
 func (cc *connCache) get(key string) *idleConn {
 	cc.mu.Lock()
@@ -128,7 +135,7 @@ func (e *Engine) reuse(ctx context.Context, qe storage.QueueEntry, d destination
 	res := e.transaction(c, qe, d, c.host)
 	rec.t.Addresses = append(rec.t.Addresses, AddressTry{Host: c.host, Addr: c.addr})
 	if stop() && res.keep && ctx.Err() == nil {
-		e.keep(d, c, ic.uses+1)
+		rec.kept = append(rec.kept, keptConn{d, c, ic.uses + 1})
 	} else {
 		c.nc.Close()
 	}

@@ -202,3 +202,50 @@ func TestRecordFailureDoesNotLoop(t *testing.T) {
 	fs.fail.Store(false)
 	te.waitQueueEmpty(10 * time.Second)
 }
+
+// blockingStore holds the first QueueAttempt until release is closed.
+type blockingStore struct {
+	Store
+	first   atomic.Bool
+	holding chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingStore) QueueAttempt(ctx context.Context, id string, results []storage.RcptResult, next time.Time, warned bool, dsn *storage.QueueEntry, remove bool) error {
+	if b.first.CompareAndSwap(false, true) {
+		close(b.holding)
+		<-b.release
+	}
+	return b.Store.QueueAttempt(ctx, id, results, next, warned, dsn, remove)
+}
+
+// A connection carries its next transaction only once the outcome of its
+// last one is committed: a crash during that commit can then re-send at
+// most one message per connection. The next message meanwhile goes out
+// on a new connection (the slot is free), so commits still overlap.
+func TestConnectionReusedOnlyAfterCommit(t *testing.T) {
+	t.Parallel()
+	te := newEnv(t)
+	port, ls := listenSame(t, "127.0.0.2")
+	mx := newMXServer(t, nil, ls...)
+	te.dns.add(t, "far.test. MX 10 mx1.far.test.", "mx1.far.test. A 127.0.0.2")
+	bs := &blockingStore{Store: te.st, holding: make(chan struct{}), release: make(chan struct{})}
+	cfg := te.config(port)
+	cfg.Store = bs
+	cfg.MaxConcurrency = 1
+	cfg.ConnReuseIdle = 5 * time.Second
+	e, _ := te.start(cfg)
+	te.submit(e, "alice@here.test", []string{"bob@far.test"}, testBody)
+	<-bs.holding // delivered, outcome not yet committed
+	if n := e.cache.idleCount("far.test"); n != 0 {
+		t.Fatalf("%d connections cached before the commit", n)
+	}
+	te.submit(e, "alice@here.test", []string{"carl@far.test"}, testBody)
+	waitFor(t, "the second message", 10*time.Second, func() bool { return len(mx.received()) == 2 })
+	if n := mx.tcpCount(); n != 2 {
+		t.Fatalf("%d connections: the second message used the first's connection before its commit", n)
+	}
+	close(bs.release)
+	te.waitQueueEmpty(10 * time.Second)
+	waitFor(t, "the first connection cached after its commit", 5*time.Second, func() bool { return e.cache.idleCount("far.test") >= 1 })
+}

@@ -235,6 +235,9 @@ func TestConnectionReuse(t *testing.T) {
 	e, _ := te.start(cfg)
 	first := te.submit(e, "alice@here.test", []string{"bob@far.test"}, testBody)
 	te.waitQueueEmpty(10 * time.Second)
+	// The connection is cached once the outcome is committed, just after
+	// the entry leaves the queue.
+	waitFor(t, "the cached connection", 5*time.Second, func() bool { return e.cache.idleCount("far.test") == 1 })
 	second := te.submit(e, "alice@here.test", []string{"carl@far.test"}, testBody)
 	te.waitQueueEmpty(10 * time.Second)
 	if n := mx.tcpCount(); n != 1 || len(mx.received()) != 2 {

@@ -5,6 +5,16 @@
 // with back-off until an expiry, and sends RFC 3464 DSNs. Every attempt
 // leaves an SMTP transcript (SPEC L2).
 //
+// Mail gateway mode (SPEC M9, gateway.go, gatewaycfg.go): recipients
+// queued with a backend list go to those hosts in order instead of the
+// MX; Callout verifies a recipient at a backend. The gateway
+// configuration is the KV namespace "gateway.domains" (GatewayNS), owned
+// here. Bounce (bounce.go) is the admin's "return to sender now".
+//
+// At most one duplicate per connection after a crash: a connection goes
+// back to the cache for its next transaction only once the outcome of its
+// last one is committed (recorder.release).
+//
 // What this package owns: the scheduler, the SMTP client side and the DSN
 // text. What it must not do: change queue state other than through the
 // Store's Raft-applied methods (Enqueue, QueueAttempt), deliver while this

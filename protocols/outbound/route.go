@@ -38,6 +38,7 @@ type mxHost struct {
 	Name  string // without the trailing dot; the TLS server name
 	Pref  uint16
 	Addrs []netip.Addr
+	Port  int // 0: the engine's port; set for gateway backends
 }
 
 // asciiDomain is the A-label form used in DNS (RFC 5890); SMTPUTF8 mail may

@@ -76,6 +76,7 @@ type destination struct {
 	Name   string // recipient domain, or the smarthost "host:port"
 	Domain string // for MX routing
 	Smart  *Smarthost
+	Relay  []string // gateway backends "host:port", in order (SPEC M9)
 	Rcpts  []string
 }
 
@@ -99,7 +100,9 @@ func (e *Engine) deliverRemote(ctx context.Context, qe storage.QueueEntry, d des
 	var f *failure
 	pol := tlsPolicy{Mode: "opportunistic"}
 	port := e.cfg.Port
-	if d.Smart != nil {
+	if d.Relay != nil {
+		hosts, f = e.backendHosts(ctx, d.Relay, rec)
+	} else if d.Smart != nil {
 		pol = tlsPolicy{Mode: d.Smart.TLS, Verify: !d.Smart.InsecureSkipVerify}
 		port = d.Smart.Port
 		addrs, notFound, err := e.hostAddrs(ctx, d.Smart.Host, rec)
@@ -136,7 +139,11 @@ func (e *Engine) deliverRemote(ctx context.Context, qe storage.QueueEntry, d des
 				return all(last, lastHost)
 			}
 			tried++
-			addr := netip.AddrPortFrom(a, uint16(port)).String()
+			p := port
+			if h.Port != 0 {
+				p = h.Port
+			}
+			addr := netip.AddrPortFrom(a, uint16(p)).String()
 			res := e.tryAddress(ctx, qe, d, h.Name, addr, pol, rec)
 			if res.tlsFailed && !pol.Verify && pol.Mode == "opportunistic" {
 				// RFC 7435 §1.3: opportunistic security never does worse
@@ -174,7 +181,7 @@ func (e *Engine) tryAddress(ctx context.Context, qe storage.QueueEntry, d destin
 	}
 	rec.t.Addresses = append(rec.t.Addresses, try)
 	if stop() && res.keep && ctx.Err() == nil {
-		e.keep(d, res.conn, 1)
+		rec.kept = append(rec.kept, keptConn{d, res.conn, 1})
 	} else {
 		nc.Close()
 	}

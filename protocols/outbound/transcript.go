@@ -160,6 +160,31 @@ func printable(s string) string {
 type recorder struct {
 	t   *Transcript
 	now func() time.Time
+	// kept are connections that ended a transaction cleanly; they go
+	// back to the connection cache only once the attempt's outcome is
+	// committed (attempt calls release), so a connection never carries a
+	// second transaction while the first could still be re-sent after a
+	// crash: at most one duplicate per connection.
+	kept []keptConn
+}
+
+type keptConn struct {
+	d    destination
+	c    *smtpConn
+	uses int
+}
+
+// release caches the kept connections (reuse) or ends them.
+func (r *recorder) release(e *Engine, reuse bool) {
+	for _, k := range r.kept {
+		if reuse {
+			e.keep(k.d, k.c, k.uses)
+		} else {
+			k.c.quit()
+			k.c.nc.Close()
+		}
+	}
+	r.kept = nil
 }
 
 func (r *recorder) line(dir, text string) {

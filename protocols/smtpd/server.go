@@ -60,6 +60,14 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, user, password string) (accountID uint64, err error)
 }
 
+// AuthGuard is the mail firewall's say on logins (node/firewall.go):
+// AllowAuth is asked before the password is checked (an error refuses
+// with 454 4.7.0), AuthFailed is told of each failed login.
+type AuthGuard interface {
+	AllowAuth(ip net.IP, user string) error
+	AuthFailed(ip net.IP, user string)
+}
+
 // AuthFunc adapts a function to Authenticator.
 type AuthFunc func(ctx context.Context, user, password string) (uint64, error)
 
@@ -83,6 +91,7 @@ type Config struct {
 	Logger            *slog.Logger     // default: discard
 	Deliverer         filter.Deliverer // required
 	Auth              Authenticator    // nil: no AUTH offered
+	AuthGuard         AuthGuard        // nil: logins are not limited here
 }
 
 // ErrServerClosed is returned by Serve after Close.

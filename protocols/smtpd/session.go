@@ -294,9 +294,18 @@ func (s *session) Auth(mech string) (srv sasl.Server, err error) {
 }
 
 func (s *session) authenticate(user, password string) error {
+	if g := s.srv.cfg.AuthGuard; g != nil {
+		if err := g.AllowAuth(s.ip, user); err != nil {
+			s.log.Warn("smtp auth refused by the firewall", "err", err)
+			return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed logins, try again later"}
+		}
+	}
 	id, err := s.srv.cfg.Auth.Authenticate(s.ctx, user, password)
 	if err != nil {
 		if isAuthFailure(err) {
+			if g := s.srv.cfg.AuthGuard; g != nil {
+				g.AuthFailed(s.ip, user)
+			}
 			return s.authFailed(user, "bad credentials")
 		}
 		s.log.Warn("smtp auth unavailable", "err", err)
