@@ -65,7 +65,7 @@ func (d *Delivery) logAccepted(hs *headerScan, size int64) {
 		l.Direction, l.Size, l.MessageID, l.Subject = "local", size, r.MessageID, r.Subject
 		l.Rcpts = nil
 		for _, rc := range d.rcpts {
-			if !contains(d.remote, rc) {
+			if !contains(d.remote, rc) && !contains(d.relay, rc) {
 				l.Rcpts = append(l.Rcpts, rc)
 			}
 		}

@@ -3,12 +3,14 @@ package node
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tandemmail/tandem/filter"
+	"github.com/tandemmail/tandem/filter/fingerprint"
 	"github.com/tandemmail/tandem/filter/spam"
 	"github.com/tandemmail/tandem/filter/spamstage"
 	"github.com/tandemmail/tandem/storage"
@@ -92,6 +94,9 @@ func (n *Node) spamTransferred(_ context.Context, _ uint64, from, to storage.Mai
 		} else {
 			n.log.Info("learned from a move", "class", class.String(), "messages", len(blobs), "from", from.Name, "to", to.Name)
 		}
+		if class == spam.Spam {
+			n.learnFingerprints(ctx, blobs)
+		}
 	}()
 }
 
@@ -136,4 +141,24 @@ func (n *Node) quarantineHandlers(mux *http.ServeMux) {
 		}
 		e.ReleaseHandler().ServeHTTP(w, r)
 	})
+}
+
+// learnFingerprints remembers the fuzzy fingerprint of messages a user
+// marked as spam, so near-copies sent to anyone else score as known spam
+// (filter/fingerprint). Messages with too little text have none.
+func (n *Node) learnFingerprints(ctx context.Context, blobs []string) {
+	for _, sha := range blobs {
+		f, err := n.store.OpenBlob(sha)
+		if err != nil {
+			continue
+		}
+		sig, err := fingerprint.FromMessage(io.LimitReader(f, 4<<20))
+		f.Close()
+		if err != nil {
+			continue // too short or undecodable: nothing to remember
+		}
+		if err := fingerprint.Add(ctx, n.store, sig, "marked as spam by a user", time.Now()); err != nil {
+			n.log.Warn("storing a spam fingerprint failed", "blob", sha[:12], "err", err)
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -215,11 +216,11 @@ func (wb *Web) Mount(mux *http.ServeMux) {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		wb.static.ServeHTTP(w, r)
 	}))
-	mux.HandleFunc("GET /login", wb.loginPage)
-	mux.HandleFunc("POST /login", wb.login)
-	mux.HandleFunc("POST /logout", wb.logout)
-	mux.HandleFunc("/api/", wb.serveAPI)
-	mux.HandleFunc("GET /accounts.csv", wb.exportAccounts)
+	mux.HandleFunc("GET /login", wb.remote(wb.loginPage))
+	mux.HandleFunc("POST /login", wb.remote(wb.login))
+	mux.HandleFunc("POST /logout", wb.remote(wb.logout))
+	mux.HandleFunc("/api/", wb.remote(wb.serveAPI))
+	mux.HandleFunc("GET /accounts.csv", wb.remote(wb.exportAccounts))
 	wb.mu.Lock()
 	pages := append([]Page(nil), wb.pages...)
 	wb.mu.Unlock()
@@ -231,7 +232,28 @@ func (wb *Web) Mount(mux *http.ServeMux) {
 		if path == "/" {
 			path = "/{$}"
 		}
-		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) { wb.servePage(w, r, p) })
+		mux.HandleFunc("GET "+path, wb.remote(func(w http.ResponseWriter, r *http.Request) { wb.servePage(w, r, p) }))
+	}
+}
+
+// remote applies the remote-management switches (SPEC W1): with HTTP or
+// HTTPS admin access turned off, the login, the pages and the API answer
+// 403 to everyone but loopback and the unix socket.
+func (wb *Web) remote(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if wb.cfg.API != nil && !wb.cfg.API.RemoteAdminAllowed(r) {
+			scheme := "HTTP"
+			if r.TLS != nil {
+				scheme = "HTTPS"
+			}
+			if strings.HasPrefix(r.URL.Path, "/api/") {
+				writeError(w, http.StatusForbidden, fmt.Errorf("remote administration over %s is turned off on this system", scheme))
+				return
+			}
+			http.Error(w, "Remote administration over "+scheme+" is turned off on this system.", http.StatusForbidden)
+			return
+		}
+		h(w, r)
 	}
 }
 
@@ -242,6 +264,16 @@ func (wb *Web) servePage(w http.ResponseWriter, r *http.Request, p Page) {
 	}
 	if p.GlobalOnly && !user.Global {
 		wb.render(w, r, http.StatusForbidden, p, user, s.CSRF, wb.cats.text(pickLang(w, r), "error.forbidden"), nil)
+		return
+	}
+	if p.Path == "/" && user.Global && !wb.SetupDone() && wb.hasPage("wizard") {
+		// A fresh box starts with the setup wizard (SPEC M1) until an
+		// admin finishes or skips it.
+		target := "/setup"
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery // keeps ?lang=
+		}
+		http.Redirect(w, r, target, http.StatusSeeOther)
 		return
 	}
 	var data any

@@ -109,7 +109,11 @@ func (c *webClient) login(addr, pw string, wrongCaptcha bool) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == http.StatusSeeOther {
-		page := c.get("/", 200)
+		landing := "/"
+		if code, _ := c.do("GET", "/", "", false); code == http.StatusSeeOther {
+			landing = "/setup" // a fresh box opens the setup wizard
+		}
+		page := c.get(landing, 200)
 		m := metaCSRF.FindStringSubmatch(page)
 		if m == nil || m[1] == "" {
 			c.env.t.Fatalf("no CSRF token on the dashboard:\n%s", page)
@@ -595,6 +599,67 @@ func TestWebClusterPage(t *testing.T) {
 	for _, want := range []string{"held by <strong>n2", "election", "1500 ms", "&lt;b&gt;n3&lt;/b&gt;", "n1 (this node)"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("cluster page lacks %q:\n%s", want, page)
+		}
+	}
+}
+
+// A fresh box sends a global admin from the dashboard to the setup wizard
+// until it is finished; domain admins and finished boxes see the dashboard.
+func TestWebDashboardOpensWizardUntilSetupDone(t *testing.T) {
+	e := newWebEnv(t, WebConfig{})
+	if err := e.web.AddSetupPages(); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	e.web.Mount(mux)
+	e.srv = httptest.NewServer(mux)
+	t.Cleanup(e.srv.Close)
+	root := e.client()
+	if code, body := root.login("root@a.example", "pw-root", false); code != http.StatusSeeOther {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/?lang=zh-TW", nil)
+	resp, err := root.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/setup?lang=zh-TW" {
+		t.Fatalf("fresh box: GET / = %d to %q, want 303 to /setup?lang=zh-TW", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	da := e.client()
+	da.login("da@a.example", "pw-da", false)
+	da.get("/", 200)
+	if code, body := root.do("PUT", "/api/setup", `{"done":true}`, true); code != http.StatusOK {
+		t.Fatalf("PUT /api/setup: %d %s", code, body)
+	}
+	root.get("/", 200)
+}
+
+// With remote administration over HTTP turned off, the admin pages, the
+// login and the API answer 403 to a non-loopback client.
+func TestWebRemoteAdminSwitch(t *testing.T) {
+	e := newWebEnv(t, WebConfig{})
+	raw, _ := json.Marshal(RemoteSettings{Ping: true, HTTP: false, HTTPSAdmin: true})
+	if err := e.store.KVPutValue(context.Background(), RemoteNamespace, RemoteKey, raw); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	e.web.Mount(mux)
+	for _, path := range []string{"/login", "/", "/api/domains", "/accounts.csv"} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.RemoteAddr = "192.0.2.7:40000"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "turned off") {
+			t.Errorf("remote GET %s: %d %q", path, w.Code, w.Body.String())
+		}
+		req = httptest.NewRequest("GET", path, nil)
+		req.RemoteAddr = "127.0.0.1:40000"
+		w = httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		if w.Code == http.StatusForbidden {
+			t.Errorf("loopback GET %s refused", path)
 		}
 	}
 }

@@ -86,6 +86,7 @@ Commands:
                                       remote management: answer pings, admin pages over HTTP / HTTPS
   tool ping HOST [COUNT] | traceroute HOST | dns NAME [TYPE] [SERVER] | tcp HOST PORT
                                       network tools run from the box
+  setup status|done|reset             whether the web setup wizard is finished (the dashboard opens it until then)
   version
 
 --data DIR is the data folder (default ./tandem-data); commands talk to the
@@ -153,6 +154,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.log(args)
 	case "queue":
 		err = c.queue(args)
+	case "setup":
+		err = c.setup(args)
 	case "dkim":
 		err = c.dkim(args)
 	case "dns":

@@ -213,6 +213,12 @@ print("move", typ)
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// The moved message's fuzzy fingerprint is remembered as known spam.
+	waitCond(t, "fingerprint of the moved message", 15*time.Second, func() bool {
+		out, err := s.cli("filter", "fingerprint", "list")
+		return err == nil && strings.Contains(out, "marked as spam by a user")
+	})
+
 	// The learned state is replicated state: a restart keeps it.
 	before := filterStats(t, s)
 	s.stop()
