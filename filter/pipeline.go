@@ -252,7 +252,13 @@ func (d *Delivery) body(ctx context.Context, r io.Reader) (*headerScan, int64, e
 		if rej := d.runMessageChecks(ctx, sp, sp.size); rej != nil {
 			return nil, 0, rej
 		}
-		blob, err = d.p.cfg.Store.PutBlob(io.MultiReader(strings.NewReader(d.addedHeaders()), io.NewSectionReader(sp, 0, sp.size)))
+		var msg io.Reader = io.NewSectionReader(sp, 0, sp.size)
+		if rn := d.renamer(); rn != nil {
+			if msg, err = renameFields(msg, d.p.cfg.MaxHeaderBytes+int64(len(d.env.Trace)), rn); err != nil {
+				return nil, 0, storageReject(fmt.Errorf("rename header fields of %s: %w", d.env.ID, err))
+			}
+		}
+		blob, err = d.p.cfg.Store.PutBlob(io.MultiReader(strings.NewReader(d.addedHeaders()), msg))
 		if err != nil {
 			return nil, 0, storageReject(fmt.Errorf("store message %s: %w", d.env.ID, err))
 		}

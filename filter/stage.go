@@ -46,6 +46,10 @@ type Verdict struct {
 	// Authentication-Results, the spam status). They go above the trace
 	// fields, as a receiving MTA adds them (RFC 8601 §5).
 	Headers []string
+	// Rename, when set, renames header fields of the received message: it
+	// gets each field's name and unfolded value and returns the new name,
+	// or "" to keep it (RFC 8601 §5: forged Authentication-Results).
+	Rename func(name, value string) string `json:"-"`
 }
 
 // ConnCheck judges the client (IP, HELO, TLS) once per transaction, at Begin.

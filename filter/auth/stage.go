@@ -53,14 +53,23 @@ func ForgedResults(msg io.Reader, hostname string) int {
 	h, _ := tr.ReadMIMEHeader()
 	n := 0
 	for _, v := range h.Values("Authentication-Results") {
-		id, _, _ := strings.Cut(v, ";")
-		// Drop a CFWS comment after the id ("mx.example (version 1)").
-		id, _, _ = strings.Cut(id, "(")
-		if f := strings.Fields(id); len(f) > 0 && strings.EqualFold(f[0], hostname) {
+		if authservID(v) == strings.ToLower(hostname) {
 			n++
 		}
 	}
 	return n
+}
+
+// authservID is the authserv-id of an Authentication-Results value (RFC
+// 8601 §2.2: its first token), lower-cased.
+func authservID(value string) string {
+	id, _, _ := strings.Cut(value, ";")
+	// Drop a CFWS comment after the id ("mx.example (version 1)").
+	id, _, _ = strings.Cut(id, "(")
+	if f := strings.Fields(id); len(f) > 0 {
+		return strings.ToLower(f[0])
+	}
+	return ""
 }
 
 // CheckMessage implements filter.MessageCheck.
@@ -83,13 +92,19 @@ func (s *Stage) CheckMessage(ctx context.Context, env *filter.Envelope, rcpts []
 	v.Headers = []string{ar + "\r\n"}
 	v.Reason = strings.TrimPrefix(ar, "Authentication-Results: ")
 	if n := ForgedResults(io.NewSectionReader(body, 0, size), s.cfg.Hostname); n > 0 {
-		// RFC 8601 §5 asks to remove or rename such fields; the pipeline
-		// cannot rewrite the stored message yet, so the fields stay below
-		// ours (readers take the topmost one of our authserv-id) and the
-		// mail log says so.
+		// RFC 8601 §5: such fields must be removed or renamed. They are
+		// renamed, so the evidence stays readable but no reader takes it
+		// for our verdict; the mail log says so.
 		s.cfg.Logger.WarnContext(ctx, "message carries Authentication-Results claiming our authserv-id",
 			"id", env.ID, "count", n)
-		v.Reason += fmt.Sprintf(" (%d forged Authentication-Results of %s below)", n, s.cfg.Hostname)
+		v.Reason += fmt.Sprintf(" (%d forged Authentication-Results of %s renamed)", n, s.cfg.Hostname)
+		host := s.cfg.Hostname
+		v.Rename = func(name, value string) string {
+			if strings.EqualFold(name, "Authentication-Results") && authservID(value) == strings.ToLower(host) {
+				return "X-Forged-Authentication-Results"
+			}
+			return ""
+		}
 	}
 	v.Score = r.Score()
 	switch {

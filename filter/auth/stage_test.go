@@ -141,6 +141,20 @@ func TestForgedResults(t *testing.T) {
 	if !strings.Contains(v.Reason, "1 forged Authentication-Results") {
 		t.Errorf("reason %q", v.Reason)
 	}
+	// RFC 8601 §5: the pipeline renames the forged field, and only it.
+	if v.Rename == nil {
+		t.Fatal("no rename asked for the forged field")
+	}
+	for _, c := range []struct{ name, value, want string }{
+		{"Authentication-Results", "mx.tandem.test; dmarc=pass", "X-Forged-Authentication-Results"},
+		{"authentication-results", "MX.Tandem.Test (v1); spf=pass", "X-Forged-Authentication-Results"},
+		{"Authentication-Results", "other.example; dmarc=pass", ""},
+		{"Subject", "mx.tandem.test; x", ""},
+	} {
+		if got := v.Rename(c.name, c.value); got != c.want {
+			t.Errorf("Rename(%q, %q) = %q, want %q", c.name, c.value, got, c.want)
+		}
+	}
 }
 
 func FuzzForgedResults(f *testing.F) {
