@@ -353,8 +353,8 @@ Tandem is set up. This is shown once: keep the password.
   Admin account: %s
   Password:      %s
 Change it with:  tandem --data %s account passwd %s
-Then log in to the web admin (the Web address below) and open /setup: the
-setup wizard asks for the box's address, the mail domains and the accounts.
+Then log in to the web admin (its address is printed below): the setup
+wizard asks for the box's address, the mail domains and the accounts.
 `, dom, admin, pw, n.cfg.DataDir, admin)
 	return nil
 }

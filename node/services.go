@@ -155,7 +155,7 @@ func (n *Node) ListenerSummary() []string {
 	names := map[string]string{
 		"smtp": "SMTP (inbound MX)", "submission": "Submission (STARTTLS)", "submissions": "Submission (TLS)",
 		"imap": "IMAP (STARTTLS)", "imaps": "IMAP (TLS)", "pop3": "POP3 (STLS)", "pop3s": "POP3 (TLS)",
-		"http": "Web (status)", "https": "Web admin (HTTPS)",
+		"http": "Web admin (HTTP)", "https": "Web admin (HTTPS)",
 	}
 	order := []string{"smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http", "https"}
 	ls := n.Listeners()
@@ -173,4 +173,28 @@ func (n *Node) ListenerSummary() []string {
 	}
 	sort.Strings(extra)
 	return append(out, extra...)
+}
+
+// AdminURL is where an admin logs in to the web admin: HTTPS when it
+// listens, else HTTP, with the node's host name ("" without either).
+func (n *Node) AdminURL() string {
+	ls := n.Listeners()
+	for _, scheme := range []string{"https", "http"} {
+		a, ok := ls[scheme]
+		if !ok {
+			continue
+		}
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			host = n.cfg.Hostname // a wildcard listener: the box's name
+		}
+		if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+			return scheme + "://" + host + "/"
+		}
+		return scheme + "://" + net.JoinHostPort(host, port) + "/"
+	}
+	return ""
 }

@@ -110,6 +110,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	for _, l := range n.ListenerSummary() {
 		fmt.Fprintf(stdout, "  %s\n", l)
 	}
+	if u := n.AdminURL(); u != "" {
+		fmt.Fprintf(stdout, "Web admin: %s\n", u)
+	}
 	fmt.Fprintln(stdout, "Stop it with Ctrl-C.")
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "Stopping...")

@@ -54,11 +54,11 @@ type server struct {
 	exited   chan struct{}
 }
 
-var listenerLine = regexp.MustCompile(`^\s+(SMTP \(inbound MX\)|Submission \(STARTTLS\)|Submission \(TLS\)|IMAP \(STARTTLS\)|IMAP \(TLS\)|POP3 \(STLS\)|POP3 \(TLS\)|Web \(status\)|Web admin \(HTTPS\))\s+(\S+)$`)
+var listenerLine = regexp.MustCompile(`^\s+(SMTP \(inbound MX\)|Submission \(STARTTLS\)|Submission \(TLS\)|IMAP \(STARTTLS\)|IMAP \(TLS\)|POP3 \(STLS\)|POP3 \(TLS\)|Web admin \(HTTP\)|Web admin \(HTTPS\))\s+(\S+)$`)
 
 var serviceNames = map[string]string{
 	"SMTP (inbound MX)": "smtp", "Submission (STARTTLS)": "submission", "Submission (TLS)": "submissions",
-	"IMAP (STARTTLS)": "imap", "IMAP (TLS)": "imaps", "POP3 (STLS)": "pop3", "POP3 (TLS)": "pop3s", "Web (status)": "http",
+	"IMAP (STARTTLS)": "imap", "IMAP (TLS)": "imaps", "POP3 (STLS)": "pop3", "POP3 (TLS)": "pop3s", "Web admin (HTTP)": "http",
 	"Web admin (HTTPS)": "https",
 }
 
