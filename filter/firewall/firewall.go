@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tandemmail/tandem/storage"
 )
@@ -445,7 +446,7 @@ func ParseTarget(s string) (string, error) {
 		s = s[5:]
 		fallthrough
 	case strings.Contains(s, "@"):
-		if i := strings.LastIndexByte(s, '@'); i <= 0 || i == len(s)-1 || strings.ContainsAny(s, " \t\r\n") {
+		if i := strings.LastIndexByte(s, '@'); i <= 0 || i == len(s)-1 || strings.ContainsAny(s, " \t\r\n") || !utf8.ValidString(s) || len(s) > 320 {
 			return "", fmt.Errorf("%q is not an account address", s)
 		}
 		return AccountKey(s), nil

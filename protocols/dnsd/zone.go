@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/miekg/dns"
 )
@@ -71,6 +72,11 @@ func (e *RecordError) Unwrap() error { return e.Err }
 // DefaultTTL, and Value in canonical presentation format. A TXT value not starting
 // with a quote is taken as one string, quoted, and split into 255-byte strings.
 func ParseRecord(origin string, r Record) (Record, error) {
+	// Zones are stored as JSON, which cannot carry invalid UTF-8 unchanged:
+	// such a record would not be the one the admin entered.
+	if !utf8.ValidString(r.Name) || !utf8.ValidString(r.Value) || !utf8.ValidString(r.Type) {
+		return Record{}, &RecordError{Record: r, Reason: "not valid UTF-8 text"}
+	}
 	rr, err := parseRR(origin, r)
 	if err != nil {
 		return Record{}, err
