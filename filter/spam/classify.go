@@ -41,7 +41,10 @@ type Config struct {
 	// Robinson's f(w) = (S·X + n·p(w)) / (S + n): S is the strength of the
 	// prior X for a token seen in n trained messages.
 	S, X float64
-	// MinDev ignores tokens whose f(w) is within MinDev of 0.5.
+	// MinDev ignores tokens whose f(w) is within MinDev of 0.5. A small
+	// cut-off (0.05) keeps the many mildly hammy words of legitimate mail
+	// in the chi-square combination; 0.1 lost more spam at equal false
+	// positives in cross-validation.
 	MinDev float64
 	// HamBias multiplies a token's ham frequency (Graham's "count good
 	// tokens twice"): above 1 it trades missed spam for fewer false
@@ -67,17 +70,17 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Limits:     DefaultLimits(),
-		SpamCutoff: 0.99,
+		SpamCutoff: 0.96,
 		HamCutoff:  0.5,
 		S:          0.45,
 		X:          0.5,
-		MinDev:     0.1,
+		MinDev:     0.05,
 		HamBias:    1,
 		MaxClues:   150,
 		Reasons:    10,
 		AutoSpam:   0.999,
 		AutoHam:    0.001,
-		ErrorBoost: 2,
+		ErrorBoost: 4,
 		BoostHam:   0.2,
 		BoostSpam:  0.99,
 	}

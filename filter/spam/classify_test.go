@@ -276,7 +276,7 @@ func TestTraining(t *testing.T) {
 		score float64
 		want  int32
 	}{
-		{Ham, 0.01, 1}, {Ham, 0.5, 3}, {Spam, 0.999, 1}, {Spam, 0.9, 3}, {None, 0.5, 0},
+		{Ham, 0.01, 1}, {Ham, 0.5, 5}, {Spam, 0.999, 1}, {Spam, 0.9, 5}, {None, 0.5, 0},
 	}
 	for _, tt := range tests {
 		if got := c.Training(tt.class, Verdict{Score: tt.score}); got.Weight != tt.want || got.Class != tt.class {

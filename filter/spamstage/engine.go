@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -254,13 +255,14 @@ func (e *Engine) Classify(ctx context.Context, msg io.Reader) (Result, error) {
 
 // BayesPoints maps the classifier's probability to SpamAssassin-style
 // points, like SpamAssassin's BAYES_* rules: only confident opinions move
-// the total. With the default threshold of 5 a confident spam (≥ 0.99, the
-// classifier's own spam cutoff) is spam on its own.
+// the total. With the default threshold of 5 a message at or above the
+// classifier's own spam cutoff (spam.DefaultConfig().SpamCutoff, chosen by
+// cross-validation) is spam on its own.
 func BayesPoints(p float64) float64 {
 	switch {
 	case p >= 0.999:
 		return 7
-	case p >= 0.99:
+	case p >= spam.DefaultConfig().SpamCutoff:
 		return 6
 	case p >= 0.9:
 		return 3
@@ -283,6 +285,8 @@ func bayesRule(p float64) string {
 		return "BAYES_999"
 	case p >= 0.99:
 		return "BAYES_99"
+	case p >= spam.DefaultConfig().SpamCutoff:
+		return fmt.Sprintf("BAYES_%02.0f", math.Floor(spam.DefaultConfig().SpamCutoff*100))
 	case p >= 0.9:
 		return "BAYES_90"
 	case p >= 0.7:
@@ -411,6 +415,8 @@ func (e *Engine) train(ctx context.Context, ps []pending, source string, overrid
 		return nil
 	}
 	now := e.cfg.Now().Unix()
+	ov := newOverlay(e.cur.Load().mem)
+	cls := spam.NewClassifier(ov, e.cfg.Classifier)
 	for _, p := range ps {
 		if seen[p.key] {
 			res.Unchanged++
@@ -425,15 +431,18 @@ func (e *Engine) train(ctx context.Context, ps []pending, source string, overrid
 			res.Unchanged++
 			continue
 		}
-		cls := e.cur.Load().cls
 		to := cls.Training(p.class, cls.Score(p.tokens))
 		d := spam.Retrain(p.tokens, from, to)
 		if 2*(len(delta.Tokens)+len(d.Tokens))+len(ops)+3 > maxBatchOps {
 			if err := flush(); err != nil {
 				return res, err
 			}
+			// The stored state now holds the batch: start a new overlay.
+			ov = newOverlay(e.cur.Load().mem)
+			cls = spam.NewClassifier(ov, e.cfg.Classifier)
 		}
 		delta = delta.Merge(d)
+		ov.add(d)
 		if p.class == spam.None {
 			ops = append(ops, storage.KVOp{Op: storage.KVDelete, NS: NSTrained, Key: p.key})
 		} else {

@@ -171,7 +171,7 @@ func eval(ctx context.Context, args []string) error {
 			scores[r.Class] = append(scores[r.Class], r.v.Score)
 		}
 		bestCut, bestErr := 0.0, n+1
-		for _, cut := range []float64{0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999} {
+		for _, cut := range []float64{0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995, 0.999} {
 			f, m := 0, 0
 			for _, s := range scores[spam.Ham] {
 				if s >= cut {

@@ -72,6 +72,7 @@ func configFlags(fs *flag.FlagSet) *spam.Config {
 	fs.Float64Var(&c.MinDev, "min-dev", c.MinDev, "ignore tokens this close to 0.5")
 	fs.Float64Var(&c.HamBias, "ham-bias", c.HamBias, "weight of ham counts")
 	fs.IntVar(&c.MaxClues, "max-clues", c.MaxClues, "tokens combined, most extreme first (-1: all)")
+	fs.IntVar(&c.ErrorBoost, "error-boost", c.ErrorBoost, "extra counts for a misjudged training message (-1: none)")
 	return &c
 }
 
