@@ -10,7 +10,7 @@ import (
 // builtinPages are the web admin's own pages (SPEC W1); other features
 // add theirs with AddPage.
 func (wb *Web) builtinPages() []Page {
-	return []Page{
+	return append([]Page{
 		{Name: "login", Path: "/login", Title: "login.title", Public: true},
 		{Name: "dashboard", Path: "/", Title: "dashboard.title", NavKey: "nav.dashboard", Data: wb.dashboardData},
 		{Name: "domains", Path: "/domains", Title: "domains.title", NavKey: "nav.domains"},
@@ -20,7 +20,7 @@ func (wb *Web) builtinPages() []Page {
 		{Name: "maillog", Path: "/log", Title: "log.title", NavKey: "nav.log"},
 		{Name: "security", Path: "/security", Title: "security.title", NavKey: "nav.security", GlobalOnly: true},
 		{Name: "cluster", Path: "/status/cluster", Title: "cluster.title", NavKey: "nav.cluster", GlobalOnly: true, Data: wb.clusterData},
-	}
+	}, wb.morePages()...) // DNS and Filters: webui/pages_more.go
 }
 
 type dashboard struct {
