@@ -99,6 +99,13 @@ func NewWeb(cfg WebConfig) (*Web, error) {
 			return nil, err
 		}
 	}
+	// The answer to a page the visitor may not see: the layout and the
+	// message only, never the page's own forms.
+	t, err := template.New("forbidden").Funcs(tmplFuncs).ParseFS(webFS, "web/templates/layout.html", "web/templates/forbidden.html")
+	if err != nil {
+		return nil, fmt.Errorf("web page forbidden: %w", err)
+	}
+	wb.tmpl["forbidden"] = t
 	return wb, nil
 }
 
@@ -263,7 +270,7 @@ func (wb *Web) servePage(w http.ResponseWriter, r *http.Request, p Page) {
 		return
 	}
 	if p.GlobalOnly && !user.Global {
-		wb.render(w, r, http.StatusForbidden, p, user, s.CSRF, wb.cats.text(pickLang(w, r), "error.forbidden"), nil)
+		wb.render(w, r, http.StatusForbidden, Page{Name: "forbidden", Title: p.Title}, user, s.CSRF, wb.cats.text(pickLang(w, r), "error.forbidden"), nil)
 		return
 	}
 	if p.Path == "/" && user.Global && !wb.SetupDone() && wb.hasPage("wizard") {

@@ -663,3 +663,22 @@ func TestWebRemoteAdminSwitch(t *testing.T) {
 		}
 	}
 }
+
+// A domain admin who opens a global page gets the message, not the page's
+// forms or tables.
+func TestWebForbiddenPageShowsNoForms(t *testing.T) {
+	e := newWebEnv(t, WebConfig{})
+	da := e.client()
+	if code, body := da.login("da@a.example", "pw-da", false); code != http.StatusSeeOther {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	for _, p := range []string{"/security", "/status/cluster"} {
+		code, body := da.do("GET", p, "", false)
+		if code != http.StatusForbidden || !strings.Contains(body, "for global administrators") {
+			t.Errorf("%s: %d", p, code)
+		}
+		if strings.Contains(body, "data-api=") || strings.Contains(body, "<table") {
+			t.Errorf("%s shows its forms or tables to a domain admin:\n%.600s", p, body)
+		}
+	}
+}
