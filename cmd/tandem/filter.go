@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tandemmail/tandem/filter/spamstage"
 	"golang.org/x/term"
 )
 
@@ -110,8 +111,8 @@ func (c *cli) filterTrain(args []string) error {
 			}
 		}
 	}
-	// Interleave the classes, as mail arrives, so a stopped run has
-	// learned both and error-driven training sees a mix.
+	// Interleave the classes in proportion, as mail arrives, so a stopped
+	// run has learned both and error-driven training sees a steady mix.
 	var byClass [2][]trainFile
 	for _, f := range files {
 		i := 0
@@ -120,14 +121,7 @@ func (c *cli) filterTrain(args []string) error {
 		}
 		byClass[i] = append(byClass[i], f)
 	}
-	files = files[:0]
-	for i := 0; i < max(len(byClass[0]), len(byClass[1])); i++ {
-		for _, set := range byClass {
-			if i < len(set) {
-				files = append(files, set[i])
-			}
-		}
-	}
+	files = spamstage.Interleave(byClass[0], byClass[1])
 	tty := false
 	if f, ok := c.stdout.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))

@@ -51,16 +51,15 @@ func TestStageCorpus(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	// Interleaved, in batches of 50 like the CLI.
-	var items []Item
-	for i := 0; i < max(len(trainSpam), len(trainHam)); i++ {
-		if i < len(trainHam) {
-			items = append(items, Item{Message: trainHam[i], Class: spam.Ham})
-		}
-		if i < len(trainSpam) {
-			items = append(items, Item{Message: trainSpam[i], Class: spam.Spam})
-		}
+	// Interleaved in proportion and in batches of 50, like the CLI.
+	var spamItems, hamItems []Item
+	for _, m := range trainSpam {
+		spamItems = append(spamItems, Item{Message: m, Class: spam.Spam})
 	}
+	for _, m := range trainHam {
+		hamItems = append(hamItems, Item{Message: m, Class: spam.Ham})
+	}
+	items := Interleave(spamItems, hamItems)
 	start := time.Now()
 	for i := 0; i < len(items); i += 50 {
 		if _, err := e.Train(ctx, items[i:min(i+50, len(items))]); err != nil {
