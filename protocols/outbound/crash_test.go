@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -46,6 +47,13 @@ func TestCrashWhileStreamingData(t *testing.T) {
 	t.Parallel()
 	ce := newCrashEnv(t)
 	port, ls := listenSame(t, "127.0.0.2")
+	// The remote must not have the whole message in kernel buffers when
+	// the engine dies (a closed socket still sends what it buffered): its
+	// receive buffer is pinned small, and the body is larger than the
+	// biggest send buffer Linux grows to (net.ipv4.tcp_wmem, 4 MiB).
+	for i := range ls {
+		ls[i] = smallRcvBuf{ls[i].(*net.TCPListener)}
+	}
 	mx := newMXServer(t, nil, ls...)
 	var phase atomic.Int32
 	streaming := make(chan struct{})
@@ -60,7 +68,7 @@ func TestCrashWhileStreamingData(t *testing.T) {
 		return io.ReadAll(r)
 	}
 	ce.dns.add(t, "far.test. MX 10 mx1.far.test.", "mx1.far.test. A 127.0.0.2")
-	body := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 76)+"\r\n", 3<<20/78)
+	body := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 76)+"\r\n", 12<<20/78)
 	e1, stop1 := ce.start(ce.config(port))
 	id := ce.submit(e1, "alice@here.test", []string{"bob@far.test"}, body)
 	select {
@@ -248,4 +256,17 @@ func TestConnectionReusedOnlyAfterCommit(t *testing.T) {
 	close(bs.release)
 	te.waitQueueEmpty(10 * time.Second)
 	waitFor(t, "the first connection cached after its commit", 5*time.Second, func() bool { return e.cache.idleCount("far.test") >= 1 })
+}
+
+// smallRcvBuf accepts connections with a fixed 64 KiB receive buffer
+// (which also turns off the kernel's receive-buffer autotuning).
+type smallRcvBuf struct{ *net.TCPListener }
+
+func (l smallRcvBuf) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadBuffer(64 << 10)
+	return c, nil
 }
