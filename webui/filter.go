@@ -137,14 +137,24 @@ func (a *API) filterPolicyList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ps)
 }
 
-func (a *API) filterPolicyGet(w http.ResponseWriter, r *http.Request) {
+// policyScope is the spam engine and the policy key of a /api/filter/policy/{scope}
+// request; it has answered the client when ok is false.
+func (a *API) policyScope(w http.ResponseWriter, r *http.Request) (*spamstage.Engine, string, bool) {
 	e := a.spam(w)
 	if e == nil {
-		return
+		return nil, "", false
 	}
 	key, err := spamstage.PolicyKey(r.PathValue("scope"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
+		return nil, "", false
+	}
+	return e, key, true
+}
+
+func (a *API) filterPolicyGet(w http.ResponseWriter, r *http.Request) {
+	e, key, ok := a.policyScope(w, r)
+	if !ok {
 		return
 	}
 	p, _, err := e.Policy(key)
@@ -156,13 +166,8 @@ func (a *API) filterPolicyGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) filterPolicySet(w http.ResponseWriter, r *http.Request) {
-	e := a.spam(w)
-	if e == nil {
-		return
-	}
-	key, err := spamstage.PolicyKey(r.PathValue("scope"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	e, key, ok := a.policyScope(w, r)
+	if !ok {
 		return
 	}
 	var p spamstage.Policy
@@ -177,13 +182,8 @@ func (a *API) filterPolicySet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) filterPolicyDelete(w http.ResponseWriter, r *http.Request) {
-	e := a.spam(w)
-	if e == nil {
-		return
-	}
-	key, err := spamstage.PolicyKey(r.PathValue("scope"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+	e, key, ok := a.policyScope(w, r)
+	if !ok {
 		return
 	}
 	if err := e.SetPolicy(r.Context(), key, spamstage.Policy{}); err != nil {
