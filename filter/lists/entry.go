@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // KV names.
@@ -65,6 +66,9 @@ func ParseEntry(s string) (Entry, error) {
 	}
 	if len(s) > 320 {
 		return Entry{}, fmt.Errorf("list entry %.40q…: longer than 320 characters", s)
+	}
+	if !utf8.ValidString(s) {
+		return Entry{}, fmt.Errorf("list entry %.40q…: not valid UTF-8 text", s)
 	}
 	if p, err := netip.ParsePrefix(s); err == nil {
 		p = p.Masked()

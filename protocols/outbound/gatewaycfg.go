@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,7 +41,7 @@ type GatewayDomain struct {
 // (callout). Every error names the field at fault.
 func (g *GatewayDomain) Normalize() error {
 	g.Domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(g.Domain), "."))
-	if !validHostname(g.Domain) || !strings.Contains(g.Domain, ".") {
+	if !validHostname(g.Domain) || !strings.Contains(g.Domain, ".") || slices.Contains(strings.Split(g.Domain, "."), "") {
 		return fmt.Errorf("domain %q: not a domain name", g.Domain)
 	}
 	if err := ValidBackends(g.Backends); err != nil {
