@@ -49,14 +49,25 @@ func startDNS(t *testing.T, zone map[string][]string, servfail map[string]bool) 
 		}
 		_ = w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on the same port: a free UDP port may be taken for TCP
+	// by another test, so try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	var addr string
+	for try := 0; ; try++ {
+		p, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", p.LocalAddr().String())
+		if err == nil {
+			pc, ln, addr = p, l, p.LocalAddr().String()
+			break
+		}
+		p.Close()
+		if try == 20 {
+			t.Fatal(err)
+		}
 	}
 	udpSrv := &dns.Server{PacketConn: pc, Handler: handler}
 	tcpSrv := &dns.Server{Listener: ln, Handler: handler}

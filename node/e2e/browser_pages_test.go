@@ -133,9 +133,15 @@ func TestBrowserPages(t *testing.T) {
 			}
 		}
 		// And off again (the quarantine subtest sends mail).
-		b.run(chromedp.Evaluate[chromedp.Void](`document.getElementById("grey-enabled").checked = false`))
-		b.submit("#greylist-form")
+		// The form reloads its values after the previous save; submit again
+		// every few seconds in case that reload undid the click.
+		lastSubmit := time.Time{}
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if time.Since(lastSubmit) > 3*time.Second {
+				b.run(chromedp.Evaluate[chromedp.Void](`document.getElementById("grey-enabled").checked = false`))
+				b.submit("#greylist-form")
+				lastSubmit = time.Now()
+			}
 			out := s.mustCLI("filter", "greylist", "show")
 			if !strings.Contains(out, "on for all domains") {
 				break
